@@ -1,0 +1,106 @@
+// pare train --recipe R [--out DIR] [--data DIR] [--set k=v]: trains a model from a recipe's
+// `model:` and `train:` sections and saves it (config.json + model.safetensors + train.json).
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "checkpoint.h"
+#include "commands.h"
+#include "config.h"
+#include "evaluate.h"
+#include "family.h"
+#include "fileio.h"
+#include "images.h"
+#include "recipe.h"
+#include "trainer.h"
+
+namespace pare::cli {
+
+Runner add_train(CLI::App& app, Common& common) {
+  struct Args {
+    std::string recipe, out, data;
+    std::vector<std::string> sets;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("train", "Train a model from a recipe (model: + train: sections)");
+  sub->add_option("--recipe", a->recipe, "Recipe file (YAML or JSON)")->required();
+  sub->add_option("--out", a->out, "Output model folder (default: train.out in the recipe)");
+  sub->add_option("--data", a->data, "Data folder (default: the recipe's data.path)");
+  sub->add_option("--set", a->sets, "Override a recipe value, e.g. train.epochs=2");
+  return [a, &common]() -> int {
+    nlohmann::json r = load_yaml_or_json(a->recipe);
+    apply_overrides(r, a->sets);
+    std::vector<std::string> problems;
+    for (auto it = r.begin(); it != r.end(); ++it)
+      if (it.key() != "model" && it.key() != "train" && it.key() != "data")
+        problems.push_back("/" + it.key() + ": unknown key for pare train (known: model, train, data)");
+    PARE_CHECK(r.contains("model") && r["model"].is_object(), a->recipe,
+               ": /model: expected a mapping with the architecture");
+    ArchConfig cfg = config_from_json(r["model"], a->recipe + ": /model");
+    TrainOptions o;
+    std::string out;
+    {
+      FieldReader t(r.value("train", nlohmann::json::object()), "/train", problems);
+      o.epochs = static_cast<int>(t.integer("epochs", 1, 1, 10000));
+      o.batch_size = t.integer("batch_size", 128, 1, 1 << 20);
+      o.lr = t.number("lr", 1e-3, 0.0, 10.0);
+      o.weight_decay = t.number("weight_decay", 0.05, 0.0, 10.0);
+      o.warmup_steps = t.integer("warmup_steps", 100, 0);
+      o.clip_grad_norm = t.number("clip_grad_norm", 1.0, 0.0);
+      o.label_smoothing = t.number("label_smoothing", 0.0, 0.0, 1.0, false);
+      o.hflip = t.boolean("hflip", false);
+      o.translate = t.integer("translate", 0, 0, 16);
+      o.seed = static_cast<uint64_t>(t.integer("seed", 0, 0));
+      o.limit_train = t.integer("limit_train", -1, -1);
+      o.log_every = t.integer("log_every", 50, 0);
+      out = t.string("out", "");
+      t.reject_unknown();
+    }
+    std::string data_dir = kDefaultFashionMnistDir;
+    {
+      FieldReader d(r.value("data", nlohmann::json::object()), "/data", problems);
+      d.string("dataset", "fashion-mnist", {"fashion-mnist"});
+      data_dir = d.string("path", data_dir);
+      d.reject_unknown();
+    }
+    if (!problems.empty()) throw RecipeError(a->recipe, problems);
+    if (!a->out.empty()) out = a->out;
+    PARE_CHECK(!out.empty(), a->recipe, ": /train/out: no output folder (set it or pass --out)");
+    if (!a->data.empty()) data_dir = a->data;
+
+    ImageDataset train = load_fashion_mnist(data_dir, "train");
+    ImageDataset test = load_fashion_mnist(data_dir, "test");
+    Model m = family_by_name(cfg.family).init(cfg, o.seed);
+    std::cerr << "train: " << cfg.family << " with " << m.num_params() << " params, "
+              << model_flops(m) << " FLOPs/image, " << at::get_num_threads() << " threads\n";
+    TrainResult res = train_classifier(m, train, &test, o);
+    AccuracyResult acc = evaluate_accuracy(m, test, 500);
+    m.config.history.push_back({{"step", "train"},
+                                {"recipe", a->recipe},
+                                {"epochs", o.epochs},
+                                {"seed", o.seed},
+                                {"seconds", res.seconds},
+                                {"threads", at::get_num_threads()},
+                                {"test_accuracy", acc.accuracy}});
+    StagedDir dir(out);
+    save_model(m, dir.staging());
+    nlohmann::json log = {{"recipe", r},
+                          {"seconds", res.seconds},
+                          {"threads", at::get_num_threads()},
+                          {"steps", res.steps},
+                          {"final_loss", res.final_loss},
+                          {"test_accuracy_per_epoch", res.test_accuracy},
+                          {"test_accuracy", acc.accuracy},
+                          {"params", m.num_params()}};
+    write_file_atomic(dir.file("train.json"), log.dump(2) + "\n");
+    dir.commit();
+    std::cout << "trained " << out << ": test accuracy " << acc.accuracy * 100 << "% ("
+              << acc.correct << "/" << acc.total << "), " << res.seconds << " s on "
+              << at::get_num_threads() << " threads\n";
+    return 0;
+  };
+}
+
+}  // namespace pare::cli

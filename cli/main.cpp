@@ -1,0 +1,50 @@
+// pare: compress trained transformers. Exit codes: 0 ok, 1 budget not met, 2 bad input or usage,
+// 3 internal error (DESIGN.md).
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "error.h"
+
+namespace pare::cli {
+int set_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  return threads;
+}
+}  // namespace pare::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"pare: make trained transformers smaller and faster"};
+  app.require_subcommand(1);
+  pare::cli::Common common;
+  app.add_option("--threads", common.threads, "LibTorch intra-op threads (0 = all cores)");
+  auto train = pare::cli::add_train(app, common);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "pare: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    pare::cli::set_threads(common.threads);
+    if (app.got_subcommand("train")) return train();
+    return 2;
+  } catch (const pare::InputError& e) {
+    std::cerr << "pare: error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "pare: error: " << e.what_without_backtrace() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "pare: internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

@@ -1,0 +1,93 @@
+#include "checkpoint.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "error.h"
+#include "family.h"
+#include "fileio.h"
+#include "safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace pare {
+
+Model load_model(const std::string& path) {
+  PARE_CHECK(fs::exists(path), path, ": model folder not found");
+  PARE_CHECK(fs::is_directory(path), path,
+             ": expected a model folder holding config.json and model.safetensors");
+  const std::string cfg_path = path + "/config.json", st_path = path + "/model.safetensors";
+  PARE_CHECK(fs::exists(cfg_path), cfg_path, ": file not found");
+  PARE_CHECK(fs::exists(st_path), st_path, ": file not found");
+  ArchConfig c = load_config(cfg_path);
+  SafetensorsFile f = read_safetensors(st_path);
+  Model m = family_by_name(c.family).from_checkpoint(c, std::move(f.tensors), st_path);
+  m.verify_or_throw(path);
+  return m;
+}
+
+namespace {
+std::map<std::string, torch::Tensor> stored(const Model& m, torch::ScalarType dtype) {
+  PARE_CHECK(dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16,
+             "checkpoint dtype must be float32, float16 or bfloat16");
+  auto t = m.family().to_checkpoint(m);
+  for (auto& [k, v] : t)
+    if (v.is_floating_point()) v = v.to(dtype).contiguous();
+  return t;
+}
+std::map<std::string, std::string> meta() { return {{"format", "pt"}, {"producer", "pare"}}; }
+}  // namespace
+
+void save_model(const Model& m, const std::string& dir, torch::ScalarType dtype) {
+  m.verify_or_throw("save_model");
+  fs::create_directories(dir);
+  write_safetensors(dir + "/model.safetensors", stored(m, dtype), meta());
+  write_file_atomic(dir + "/config.json", config_to_json(m.config).dump(2) + "\n");
+}
+
+int64_t checkpoint_bytes(const Model& m, torch::ScalarType dtype) {
+  return static_cast<int64_t>(serialize_safetensors(stored(m, dtype), meta()).size() +
+                              config_to_json(m.config).dump(2).size() + 1);
+}
+
+StagedDir::StagedDir(std::string final_path) : final_(std::move(final_path)) {
+  PARE_CHECK(!final_.empty(), "output folder: empty path");
+  while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
+  fs::path parent = fs::path(final_).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    PARE_CHECK(!ec, final_, ": cannot create parent folder: ", ec.message());
+  }
+  PARE_CHECK(!fs::exists(final_) || fs::is_directory(final_), final_,
+             ": exists and is not a folder");
+  staging_ = final_ + ".partial." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(staging_, ec);
+  fs::create_directories(staging_, ec);
+  PARE_CHECK(!ec, staging_, ": cannot create: ", ec.message());
+}
+
+StagedDir::~StagedDir() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove_all(staging_, ec);
+  }
+}
+
+void StagedDir::commit() {
+  std::error_code ec;
+  std::string old;
+  if (fs::exists(final_)) {
+    old = final_ + ".old." + std::to_string(::getpid());
+    fs::rename(final_, old, ec);
+    PARE_CHECK(!ec, final_, ": cannot replace: ", ec.message());
+  }
+  fs::rename(staging_, final_, ec);
+  PARE_CHECK(!ec, final_, ": cannot move output into place: ", ec.message());
+  committed_ = true;
+  if (!old.empty()) fs::remove_all(old, ec);
+}
+
+}  // namespace pare

@@ -1,0 +1,219 @@
+#include "config.h"
+
+#include "error.h"
+#include "fileio.h"
+
+namespace pare {
+
+int64_t ArchConfig::site_dim(int64_t s) const {
+  PARE_ASSERT(s >= 0 && s < num_sites());
+  if (s == num_sites() - 1) return out_dim;
+  const LayerDims& l = layers[s / 2];
+  return s % 2 == 0 ? l.attn_in : l.mlp_in;
+}
+
+void ArchConfig::set_site_dim(int64_t s, int64_t d) {
+  PARE_ASSERT(s >= 0 && s < num_sites());
+  if (s == num_sites() - 1) {
+    out_dim = d;
+    return;
+  }
+  LayerDims& l = layers[s / 2];
+  (s % 2 == 0 ? l.attn_in : l.mlp_in) = d;
+}
+
+bool ArchConfig::hf_expressible() const {
+  if (norm != "layernorm" || shortcuts || out_dim != hidden_size) return false;
+  for (const auto& l : layers)
+    if (l.heads != num_attention_heads || l.head_dim * l.heads != hidden_size ||
+        l.intermediate_size != intermediate_size || l.attn_in != hidden_size ||
+        l.mlp_in != hidden_size)
+      return false;
+  return true;
+}
+
+void ArchConfig::finalize(const std::string& src) {
+  PARE_CHECK(family == "vit", src, ": family '", family, "' is not supported (expected vit)");
+  PARE_CHECK(hidden_size > 0, src, ": hidden_size: expected a positive integer, got ", hidden_size);
+  PARE_CHECK(num_hidden_layers > 0, src, ": num_hidden_layers: expected a positive integer, got ",
+             num_hidden_layers);
+  PARE_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, src,
+             ": image_size (", image_size, ") must be a positive multiple of patch_size (",
+             patch_size, ")");
+  PARE_CHECK(num_channels > 0, src, ": num_channels: expected a positive integer, got ",
+             num_channels);
+  PARE_CHECK(num_labels > 0, src, ": num_labels: expected a positive integer, got ", num_labels);
+  PARE_CHECK(layer_norm_eps > 0, src, ": layer_norm_eps: expected > 0, got ", layer_norm_eps);
+  PARE_CHECK(hidden_act == "gelu", src, ": hidden_act '", hidden_act,
+             "' is not supported (expected gelu)");
+  PARE_CHECK(norm == "layernorm" || norm == "rmsnorm", src, ": pare.norm: expected layernorm or ",
+             "rmsnorm, got '", norm, "'");
+  if (layers.empty()) {
+    PARE_CHECK(num_attention_heads > 0 && hidden_size % num_attention_heads == 0, src,
+               ": num_attention_heads (", num_attention_heads, ") must divide hidden_size (",
+               hidden_size, ")");
+    PARE_CHECK(intermediate_size > 0, src, ": intermediate_size: expected a positive integer, got ",
+               intermediate_size);
+    LayerDims l{num_attention_heads, hidden_size / num_attention_heads, intermediate_size,
+                hidden_size, hidden_size};
+    layers.assign(num_hidden_layers, l);
+  }
+  if (out_dim == 0) out_dim = hidden_size;
+  PARE_CHECK(static_cast<int64_t>(layers.size()) == num_hidden_layers, src, ": pare.layers has ",
+             layers.size(), " entries, expected num_hidden_layers = ", num_hidden_layers);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    PARE_CHECK(l.heads >= 0 && l.head_dim > 0 && l.intermediate_size >= 0 && l.attn_in > 0 &&
+                   l.mlp_in > 0,
+               src, ": pare.layers[", i, "]: dimensions must be positive");
+  }
+  PARE_CHECK(out_dim > 0, src, ": pare.out_dim must be positive");
+  if (id2label.empty())
+    for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
+  PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
+             id2label.size(), " entries, expected num_labels = ", num_labels);
+  if (image_mean.empty()) image_mean.assign(num_channels, 0.5);
+  if (image_std.empty()) image_std.assign(num_channels, 0.5);
+  PARE_CHECK(static_cast<int64_t>(image_mean.size()) == num_channels &&
+                 static_cast<int64_t>(image_std.size()) == num_channels,
+             src, ": image_mean/image_std need num_channels = ", num_channels, " entries");
+}
+
+namespace {
+
+template <class T>
+void get(const nlohmann::json& j, const char* key, T& out, const std::string& src,
+         const char* expected) {
+  if (!j.contains(key)) return;
+  try {
+    out = j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(concat(src, ": ", key, ": expected ", expected, ", got ", j.at(key).dump()));
+  }
+}
+
+}  // namespace
+
+ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
+  PARE_CHECK(j.is_object(), src, ": expected a JSON object");
+  ArchConfig c;
+  std::string model_type = "vit";
+  get(j, "model_type", model_type, src, "a string");
+  c.family = model_type;
+  get(j, "hidden_size", c.hidden_size, src, "an integer");
+  get(j, "num_hidden_layers", c.num_hidden_layers, src, "an integer");
+  get(j, "num_attention_heads", c.num_attention_heads, src, "an integer");
+  get(j, "intermediate_size", c.intermediate_size, src, "an integer");
+  get(j, "layer_norm_eps", c.layer_norm_eps, src, "a number");
+  get(j, "hidden_act", c.hidden_act, src, "a string");
+  get(j, "image_size", c.image_size, src, "an integer");
+  get(j, "patch_size", c.patch_size, src, "an integer");
+  get(j, "num_channels", c.num_channels, src, "an integer");
+  get(j, "num_labels", c.num_labels, src, "an integer");
+  PARE_CHECK(!j.contains("qkv_bias") || j["qkv_bias"] == true, src,
+             ": qkv_bias: only true is supported");
+  if (j.contains("id2label")) {
+    const auto& m = j["id2label"];
+    PARE_CHECK(m.is_object(), src, ": id2label: expected an object {\"0\": name, ...}");
+    c.id2label.assign(m.size(), "");
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      size_t idx = 0;
+      try {
+        idx = std::stoul(it.key());
+      } catch (...) {
+        throw InputError(concat(src, ": id2label: key '", it.key(), "' is not an integer"));
+      }
+      PARE_CHECK(idx < m.size() && it->is_string(), src, ": id2label['", it.key(),
+                 "']: expected a label name for an index below ", m.size());
+      c.id2label[idx] = it->get<std::string>();
+    }
+    if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
+  }
+  if (j.contains("pare")) {
+    const auto& p = j["pare"];
+    const std::string ps = src + ": pare";
+    PARE_CHECK(p.is_object(), ps, ": expected an object");
+    get(p, "family", c.family, ps, "a string");
+    get(p, "norm", c.norm, ps, "a string");
+    get(p, "shortcuts", c.shortcuts, ps, "a boolean");
+    get(p, "out_dim", c.out_dim, ps, "an integer");
+    get(p, "image_mean", c.image_mean, ps, "a list of numbers");
+    get(p, "image_std", c.image_std, ps, "a list of numbers");
+    if (p.contains("history")) c.history = p["history"];
+    if (p.contains("layers")) {
+      PARE_CHECK(p["layers"].is_array(), ps, ".layers: expected an array");
+      for (size_t i = 0; i < p["layers"].size(); ++i) {
+        const auto& l = p["layers"][i];
+        const std::string ls = ps + ".layers[" + std::to_string(i) + "]";
+        PARE_CHECK(l.is_object(), ls, ": expected an object");
+        LayerDims d;
+        get(l, "heads", d.heads, ls, "an integer");
+        get(l, "head_dim", d.head_dim, ls, "an integer");
+        get(l, "intermediate_size", d.intermediate_size, ls, "an integer");
+        get(l, "attn_in", d.attn_in, ls, "an integer");
+        get(l, "mlp_in", d.mlp_in, ls, "an integer");
+        c.layers.push_back(d);
+      }
+    }
+  }
+  c.finalize(src);
+  return c;
+}
+
+nlohmann::json config_to_json(const ArchConfig& c) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {"ViTForImageClassification"};
+  j["model_type"] = c.family;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["intermediate_size"] = c.intermediate_size;
+  j["hidden_act"] = c.hidden_act;
+  j["layer_norm_eps"] = c.layer_norm_eps;
+  j["image_size"] = c.image_size;
+  j["patch_size"] = c.patch_size;
+  j["num_channels"] = c.num_channels;
+  j["qkv_bias"] = true;
+  j["hidden_dropout_prob"] = 0.0;
+  j["attention_probs_dropout_prob"] = 0.0;
+  j["num_labels"] = c.num_labels;
+  nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
+                         label2id = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < c.id2label.size(); ++i) {
+    id2label[std::to_string(i)] = c.id2label[i];
+    label2id[c.id2label[i]] = i;
+  }
+  j["id2label"] = id2label;
+  j["label2id"] = label2id;
+  nlohmann::ordered_json p;
+  p["family"] = c.family;
+  p["norm"] = c.norm;
+  p["shortcuts"] = c.shortcuts;
+  p["out_dim"] = c.out_dim;
+  p["image_mean"] = c.image_mean;
+  p["image_std"] = c.image_std;
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  for (const auto& l : c.layers)
+    layers.push_back({{"heads", l.heads},
+                      {"head_dim", l.head_dim},
+                      {"intermediate_size", l.intermediate_size},
+                      {"attn_in", l.attn_in},
+                      {"mlp_in", l.mlp_in}});
+  p["layers"] = layers;
+  p["history"] = c.history;
+  j["pare"] = p;
+  return nlohmann::json(j);
+}
+
+ArchConfig load_config(const std::string& path) {
+  std::string text = read_file(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(concat(path, ": not valid JSON: ", e.what()));
+  }
+  return config_from_json(j, path);
+}
+
+}  // namespace pare

@@ -1,0 +1,78 @@
+// ArchConfig: the architecture of a model, per layer (pruning makes layers differ).
+//
+// Serialised as config.json with Hugging Face field names (ViT: hidden_size, num_hidden_layers,
+// num_attention_heads, intermediate_size, image_size, patch_size, num_channels, layer_norm_eps,
+// id2label, ...) plus a "pare" section holding what HF cannot express: per-layer heads / head_dim /
+// intermediate size / residual widths, the norm form after SliceGPT folding, shortcut matrices and
+// the history of passes. A config without a "pare" section (a plain HF checkpoint) gets its
+// per-layer dimensions from the HF fields.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace pare {
+
+// Dimensions of one transformer block. Residual widths are per "site": the input of the
+// attention sub-block (attn_in) and of the MLP sub-block (mlp_in); both equal hidden_size in a
+// dense model and shrink under SliceGPT.
+struct LayerDims {
+  int64_t heads = 0;
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;
+  int64_t attn_in = 0;
+  int64_t mlp_in = 0;
+  bool operator==(const LayerDims& o) const {
+    return heads == o.heads && head_dim == o.head_dim &&
+           intermediate_size == o.intermediate_size && attn_in == o.attn_in && mlp_in == o.mlp_in;
+  }
+};
+
+struct ArchConfig {
+  std::string family = "vit";      // vit (later: llama, opt, gpt2, phi, bert, gps)
+  int64_t hidden_size = 0;          // D of the trained model; the folded RMSNorm divides by it
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;  // HF field (dense models); per-layer values in `layers`
+  int64_t intermediate_size = 0;    // HF field (dense models)
+  double layer_norm_eps = 1e-12;
+  std::string hidden_act = "gelu";  // exact (erf) GELU as HF ViT
+
+  // Images (vit).
+  int64_t image_size = 0;
+  int64_t patch_size = 0;
+  int64_t num_channels = 0;
+  int64_t num_labels = 0;
+  std::vector<std::string> id2label;
+  std::vector<double> image_mean;  // per channel, applied by the data loader
+  std::vector<double> image_std;
+
+  // pare section.
+  std::string norm = "layernorm";  // "layernorm" (weight+bias) or "rmsnorm" (folded, no weight)
+  bool shortcuts = false;          // SliceGPT residual shortcut matrices present
+  std::vector<LayerDims> layers;   // one per layer
+  int64_t out_dim = 0;             // residual width at the head (input of final norm + head)
+  nlohmann::json history = nlohmann::json::array();  // passes applied, with options
+
+  int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+  int64_t seq_len() const { return num_patches() + 1; }
+  // Residual width at site s: 2l = attention input of layer l, 2l+1 = MLP input of layer l,
+  // 2L = head input.
+  int64_t site_dim(int64_t s) const;
+  void set_site_dim(int64_t s, int64_t d);
+  int64_t num_sites() const { return 2 * num_hidden_layers + 1; }
+  // True when the HF ViT fields alone describe the model (uniform, unsliced, LayerNorm).
+  bool hf_expressible() const;
+
+  // Fills `layers` and `out_dim` from the HF fields when they are empty; validates everything.
+  // Throws InputError naming `source` and the field.
+  void finalize(const std::string& source);
+};
+
+// config.json <-> ArchConfig. from_json throws InputError("SOURCE: field: expected ..., got ...").
+ArchConfig config_from_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json config_to_json(const ArchConfig& c);
+
+ArchConfig load_config(const std::string& path);
+
+}  // namespace pare

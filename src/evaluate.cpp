@@ -1,0 +1,69 @@
+#include "evaluate.h"
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "family.h"
+
+namespace pare {
+
+torch::Tensor predict_logits(const Model& m, const torch::Tensor& images_u8, int64_t batch_size) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < images_u8.size(0); i += batch_size) {
+    int64_t n = std::min(batch_size, images_u8.size(0) - i);
+    torch::Tensor x =
+        normalize_images(images_u8.narrow(0, i, n), m.config.image_mean, m.config.image_std);
+    out.push_back(m.forward(x).to(torch::kFloat32));
+  }
+  return torch::cat(out, 0);
+}
+
+AccuracyResult evaluate_accuracy(const Model& m, const ImageDataset& data, int64_t batch_size,
+                                 int64_t limit) {
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t n = limit < 0 ? data.size() : std::min(limit, data.size());
+  torch::Tensor logits = predict_logits(m, data.images.narrow(0, 0, n), batch_size);
+  AccuracyResult r;
+  r.total = n;
+  r.correct = logits.argmax(1).eq(data.labels.narrow(0, 0, n)).sum().item<int64_t>();
+  r.accuracy = n ? double(r.correct) / double(n) : 0.0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+LatencyResult measure_latency(const Model& m, int64_t batch, int warmup, int reps) {
+  torch::NoGradGuard ng;
+  const ArchConfig& c = m.config;
+  torch::manual_seed(1234);
+  torch::Tensor x = torch::randn({batch, c.num_channels, c.image_size, c.image_size});
+  for (int i = 0; i < warmup; ++i) m.forward(x);
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    torch::Tensor y = m.forward(x);
+    (void)y.sum().item<float>();
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  LatencyResult r;
+  r.batch = batch;
+  r.reps = reps;
+  r.median_ms = ms[ms.size() / 2];
+  r.min_ms = ms.front();
+  r.threads = at::get_num_threads();
+  return r;
+}
+
+int64_t model_flops(const Model& m) {
+  int64_t f = 0;
+  for (const auto& r : m.family().costs(m)) f += r.flops;
+  return f;
+}
+
+}  // namespace pare

@@ -1,0 +1,42 @@
+// Measurements of a model: top-1 accuracy, parameters, FLOPs, checkpoint bytes, latency.
+//
+// FLOPs per image = 2 × multiply-accumulates of every matmul (patch projection, Q/K/V/O, MLP,
+// SliceGPT shortcut matrices, attention QKᵀ and AV, classifier on the CLS token), analytic from the
+// shapes (Family::costs). Not counted: norms, softmax, GELU, bias and residual adds, position add.
+// Latency: median wall time of `reps` forward passes of one batch after `warmup` untimed ones,
+// no autograd, with the LibTorch intra-op thread count stated in the result.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "images.h"
+#include "model.h"
+
+namespace pare {
+
+struct AccuracyResult {
+  double accuracy = 0;  // fraction in [0, 1]
+  int64_t correct = 0, total = 0;
+  double seconds = 0;
+};
+
+// Top-1 accuracy over the first `limit` images (all when limit < 0).
+AccuracyResult evaluate_accuracy(const Model& m, const ImageDataset& data, int64_t batch_size = 256,
+                                 int64_t limit = -1);
+
+struct LatencyResult {
+  int64_t batch = 0;
+  double median_ms = 0, min_ms = 0;
+  int reps = 0, threads = 0;
+};
+
+// Random normalised inputs of the model's image shape.
+LatencyResult measure_latency(const Model& m, int64_t batch, int warmup = 3, int reps = 10);
+
+int64_t model_flops(const Model& m);  // per image (see above)
+
+// Runs the model on uint8 images in batches and concatenates the logits [N, labels].
+torch::Tensor predict_logits(const Model& m, const torch::Tensor& images_u8, int64_t batch_size);
+
+}  // namespace pare

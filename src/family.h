@@ -1,0 +1,63 @@
+// A model family: slot layout, dimension groups, forward, costs and checkpoint names.
+//
+// The forward is split into embed → (attention, mlp) per layer → head so that layer-by-layer
+// passes (SliceGPT, GPTQ) can run one sub-block at a time on calibration activations without
+// copying model code. Families register in family_registry().
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace pare {
+
+// Activations flowing between sub-blocks: the residual stream x [B, T, d_site].
+struct ForwardState {
+  torch::Tensor x;
+};
+
+// Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every
+// matmul (linears, shortcut matrices, attention QKᵀ and AV) for one input; norms, softmax,
+// activations, bias and residual adds are not counted.
+struct CostRow {
+  std::string name;  // "embeddings", "blk.0", ..., "head"
+  int64_t params = 0;
+  int64_t flops = 0;
+  int64_t heads = 0, head_dim = 0, intermediate_size = 0, attn_in = 0, mlp_in = 0;
+  int64_t tokens = 0;
+};
+
+class Family {
+ public:
+  virtual ~Family() = default;
+  virtual std::string name() const = 0;
+  // Expected shape of every flat tensor for `c` (plain tensors and linear parts).
+  virtual std::map<std::string, std::vector<int64_t>> expected_shapes(const ArchConfig& c) const = 0;
+  virtual std::vector<std::string> linear_slots(const ArchConfig& c) const = 0;
+  // Fresh weights (trainer): seeded.
+  virtual Model init(const ArchConfig& c, uint64_t seed) const = 0;
+  virtual std::vector<DimGroup> dim_groups(const Model& m) const = 0;
+
+  virtual ForwardState embed(const Model& m, const torch::Tensor& inputs) const = 0;
+  virtual void attention(const Model& m, int64_t layer, ForwardState& s) const = 0;
+  virtual void mlp(const Model& m, int64_t layer, ForwardState& s) const = 0;
+  virtual torch::Tensor head(const Model& m, ForwardState& s) const = 0;
+  torch::Tensor forward(const Model& m, const torch::Tensor& inputs) const;
+
+  virtual std::vector<CostRow> costs(const Model& m) const = 0;
+
+  // Checkpoint names (Hugging Face for vit) <-> flat names, with layout conversion.
+  virtual std::map<std::string, torch::Tensor> to_checkpoint(const Model& m) const = 0;
+  // Builds the model from checkpoint tensors; every tensor is checked against the config
+  // (InputError names `source`, the key, expected and actual shape; missing/unknown keys listed).
+  virtual Model from_checkpoint(const ArchConfig& c, std::map<std::string, torch::Tensor> t,
+                                const std::string& source) const = 0;
+};
+
+const Family& family_by_name(const std::string& name);  // InputError when unknown
+
+}  // namespace pare

@@ -1,0 +1,38 @@
+// safetensors read and write (https://huggingface.co/docs/safetensors, format v1).
+//
+// Layout: u64 little-endian header length N, N bytes of JSON
+// {"NAME": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+// then the data buffer. Supported dtypes: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL.
+// The reader validates everything (header length inside the file, JSON, dtype names, shapes,
+// offsets inside the buffer and matching numel × element size, no overlaps) and throws
+// InputError("FILE: ...") naming the tensor or byte offset. The writer is deterministic
+// (tensors sorted by name, header padded with spaces to 8 bytes) and atomic.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+
+namespace pare {
+
+struct SafetensorsFile {
+  std::map<std::string, torch::Tensor> tensors;  // contiguous CPU tensors in their stored dtype
+  std::map<std::string, std::string> metadata;   // "__metadata__"
+};
+
+// Reads and validates `path`. Tensors are copies owned by the caller (the file is never modified).
+SafetensorsFile read_safetensors(const std::string& path);
+
+// Serialises to the exact bytes that write_safetensors writes.
+std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& tensors,
+                                  const std::map<std::string, std::string>& metadata = {});
+
+// Writes atomically (temp file + rename).
+void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// Name of a dtype in safetensors ("F32"), and bytes per element.
+std::string safetensors_dtype_name(torch::ScalarType t);
+
+}  // namespace pare

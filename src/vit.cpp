@@ -1,0 +1,408 @@
+#include "vit.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <regex>
+
+#include "error.h"
+
+namespace pare {
+
+torch::Tensor Family::forward(const Model& m, const torch::Tensor& inputs) const {
+  ForwardState s = embed(m, inputs);
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
+    attention(m, l, s);
+    mlp(m, l, s);
+  }
+  return head(m, s);
+}
+
+namespace {
+
+std::string blk(int64_t l) { return "blk." + std::to_string(l) + "."; }
+
+using Shape = std::vector<int64_t>;
+
+torch::Tensor norm(const Model& m, const std::string& slot, const torch::Tensor& x) {
+  const ArchConfig& c = m.config;
+  if (c.norm == "rmsnorm") {
+    // Folded LayerNorm (SliceGPT): x · rsqrt(Σx²/D + eps), D the original hidden size.
+    return x * at::rsqrt(x.pow(2).sum(-1, true) / static_cast<double>(c.hidden_size) +
+                         c.layer_norm_eps);
+  }
+  return at::layer_norm(x, {x.size(-1)}, m.at(slot + ".weight"), m.at(slot + ".bias"),
+                        c.layer_norm_eps);
+}
+
+class VitFamily : public Family {
+ public:
+  std::string name() const override { return "vit"; }
+
+  std::vector<std::string> linear_slots(const ArchConfig& c) const override {
+    std::vector<std::string> s{"patch_embd", "cls_head"};
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o", "ffn_up", "ffn_down"})
+        s.push_back(blk(l) + n);
+    return s;
+  }
+
+  std::map<std::string, Shape> expected_shapes(const ArchConfig& c) const override {
+    std::map<std::string, Shape> e;
+    const int64_t d0 = c.site_dim(0), P = c.num_channels * c.patch_size * c.patch_size;
+    e["patch_embd.weight"] = {d0, P};
+    e["patch_embd.bias"] = {d0};
+    e["cls_token"] = {1, 1, d0};
+    e["pos_embd"] = {1, c.seq_len(), d0};
+    const bool ln = c.norm == "layernorm";
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const auto& d = c.layers[l];
+      const int64_t inner = d.heads * d.head_dim, next = c.site_dim(2 * l + 2);
+      const std::string b = blk(l);
+      if (ln) {
+        e[b + "attn_norm.weight"] = e[b + "attn_norm.bias"] = {d.attn_in};
+        e[b + "ffn_norm.weight"] = e[b + "ffn_norm.bias"] = {d.mlp_in};
+      }
+      for (const char* n : {"attn_q", "attn_k", "attn_v"}) {
+        e[b + n + ".weight"] = {inner, d.attn_in};
+        e[b + n + ".bias"] = {inner};
+      }
+      e[b + "attn_o.weight"] = {d.mlp_in, inner};
+      e[b + "attn_o.bias"] = {d.mlp_in};
+      e[b + "ffn_up.weight"] = {d.intermediate_size, d.mlp_in};
+      e[b + "ffn_up.bias"] = {d.intermediate_size};
+      e[b + "ffn_down.weight"] = {next, d.intermediate_size};
+      e[b + "ffn_down.bias"] = {next};
+      if (c.shortcuts) {
+        e[b + "attn_shortcut"] = {d.attn_in, d.mlp_in};
+        e[b + "ffn_shortcut"] = {d.mlp_in, next};
+      }
+    }
+    if (ln) e["out_norm.weight"] = e["out_norm.bias"] = {c.out_dim};
+    e["cls_head.weight"] = {c.num_labels, c.out_dim};
+    e["cls_head.bias"] = {c.num_labels};
+    return e;
+  }
+
+  Model init(const ArchConfig& c, uint64_t seed) const override {
+    torch::manual_seed(seed);
+    Model m;
+    m.config = c;
+    auto shapes = expected_shapes(c);
+    for (const auto& slot : linear_slots(c)) {
+      torch::Tensor w = torch::empty(shapes.at(slot + ".weight"));
+      w.normal_(0.0, 0.02).clamp_(-0.04, 0.04);  // truncated normal, std 0.02 (HF init)
+      m.linears[slot] = std::make_shared<DenseLinear>(w, torch::zeros(shapes.at(slot + ".bias")));
+    }
+    for (const auto& [name, shape] : shapes) {
+      if (m.has(name)) continue;
+      torch::Tensor t;
+      if (name.find("norm.weight") != std::string::npos)
+        t = torch::ones(shape);
+      else if (name.find("norm.bias") != std::string::npos)
+        t = torch::zeros(shape);
+      else if (name.find("shortcut") != std::string::npos)
+        t = torch::eye(shape[0], shape[1]);
+      else {
+        t = torch::empty(shape);
+        t.normal_(0.0, 0.02).clamp_(-0.04, 0.04);  // truncated normal, std 0.02 (HF init)
+      }
+      m.tensors[name] = t;
+    }
+    return m;
+  }
+
+  std::vector<DimGroup> dim_groups(const Model& m) const override {
+    const ArchConfig& c = m.config;
+    const int64_t L = c.num_hidden_layers;
+    const bool ln = c.norm == "layernorm";
+    // Readers and writers of each residual site.
+    std::vector<std::vector<TensorUse>> site(c.num_sites());
+    auto norm_uses = [&](int64_t s, const std::string& slot) {
+      if (!ln) return;
+      site[s].push_back({slot + ".weight", 0, 1, true});
+      site[s].push_back({slot + ".bias", 0, 1, true});
+    };
+    site[0] = {{"patch_embd.weight", 0}, {"patch_embd.bias", 0}, {"cls_token", 2}, {"pos_embd", 2}};
+    for (int64_t l = 0; l < L; ++l) {
+      const std::string b = blk(l);
+      const int64_t a = 2 * l, f = 2 * l + 1, n = 2 * l + 2;
+      norm_uses(a, b + "attn_norm");
+      for (const char* q : {"attn_q", "attn_k", "attn_v"}) site[a].push_back({b + q + ".weight", 1});
+      site[f].push_back({b + "attn_o.weight", 0});
+      site[f].push_back({b + "attn_o.bias", 0});
+      norm_uses(f, b + "ffn_norm");
+      site[f].push_back({b + "ffn_up.weight", 1});
+      site[n].push_back({b + "ffn_down.weight", 0});
+      site[n].push_back({b + "ffn_down.bias", 0});
+      if (c.shortcuts) {
+        site[a].push_back({b + "attn_shortcut", 0});
+        site[f].push_back({b + "attn_shortcut", 1});
+        site[f].push_back({b + "ffn_shortcut", 0});
+        site[n].push_back({b + "ffn_shortcut", 1});
+      }
+    }
+    norm_uses(2 * L, "out_norm");
+    site[2 * L].push_back({"cls_head.weight", 1});
+
+    std::vector<DimGroup> groups;
+    if (c.shortcuts) {
+      for (int64_t s = 0; s < c.num_sites(); ++s)
+        groups.push_back({"resid." + std::to_string(s), DimGroup::kSite, s, c.site_dim(s), site[s]});
+    } else {
+      DimGroup h{"hidden", DimGroup::kHidden, 0, c.site_dim(0), {}};
+      for (auto& s : site) h.uses.insert(h.uses.end(), s.begin(), s.end());
+      groups.push_back(h);
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      const std::string b = blk(l);
+      const auto& d = c.layers[l];
+      DimGroup heads{b + "heads", DimGroup::kHeads, l, d.heads, {}};
+      for (const char* q : {"attn_q", "attn_k", "attn_v"}) {
+        heads.uses.push_back({b + q + ".weight", 0, d.head_dim});
+        heads.uses.push_back({b + q + ".bias", 0, d.head_dim});
+      }
+      heads.uses.push_back({b + "attn_o.weight", 1, d.head_dim});
+      groups.push_back(heads);
+      groups.push_back({b + "ffn",
+                        DimGroup::kFfn,
+                        l,
+                        d.intermediate_size,
+                        {{b + "ffn_up.weight", 0}, {b + "ffn_up.bias", 0}, {b + "ffn_down.weight", 1}}});
+    }
+    return groups;
+  }
+
+  ForwardState embed(const Model& m, const torch::Tensor& images) const override {
+    const ArchConfig& c = m.config;
+    PARE_CHECK(images.dim() == 4 && images.size(1) == c.num_channels &&
+                   images.size(2) == c.image_size && images.size(3) == c.image_size,
+               "vit: expected images [B, ", c.num_channels, ", ", c.image_size, ", ", c.image_size,
+               "], got ", images.sizes());
+    const int64_t B = images.size(0), p = c.patch_size, g = c.image_size / p;
+    // [B, C, g, p, g, p] -> [B, g, g, C, p, p]: the flattening order of a conv weight [D, C, p, p].
+    torch::Tensor patches = images.to(m.dtype())
+                                .reshape({B, c.num_channels, g, p, g, p})
+                                .permute({0, 2, 4, 1, 3, 5})
+                                .reshape({B, g * g, c.num_channels * p * p});
+    torch::Tensor x = m.linear("patch_embd").forward(patches);
+    torch::Tensor cls = m.at("cls_token").expand({B, 1, x.size(2)});
+    return {at::cat({cls, x}, 1) + m.at("pos_embd")};
+  }
+
+  void attention(const Model& m, int64_t l, ForwardState& s) const override {
+    const auto& d = m.config.layers[l];
+    const std::string b = blk(l);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l, s.x);
+    torch::Tensor residual =
+        m.config.shortcuts ? at::matmul(s.x, m.at(b + "attn_shortcut")) : s.x;
+    if (d.heads == 0) {
+      s.x = residual + m.at(b + "attn_o.bias");
+      return;
+    }
+    torch::Tensor h = norm(m, b + "attn_norm", s.x);
+    const int64_t B = h.size(0), T = h.size(1);
+    auto split = [&](const char* slot) {
+      return m.linear(b + slot).forward(h).view({B, T, d.heads, d.head_dim}).transpose(1, 2);
+    };
+    torch::Tensor q = split("attn_q"), k = split("attn_k"), v = split("attn_v");
+    torch::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(d.head_dim));
+    torch::Tensor probs = at::softmax(scores, -1);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
+    torch::Tensor ctx = at::matmul(probs, v).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+    s.x = residual + m.linear(b + "attn_o").forward(ctx);
+  }
+
+  void mlp(const Model& m, int64_t l, ForwardState& s) const override {
+    const auto& d = m.config.layers[l];
+    const std::string b = blk(l);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
+    torch::Tensor residual = m.config.shortcuts ? at::matmul(s.x, m.at(b + "ffn_shortcut")) : s.x;
+    if (d.intermediate_size == 0) {
+      s.x = residual + m.at(b + "ffn_down.bias");
+      return;
+    }
+    torch::Tensor h = norm(m, b + "ffn_norm", s.x);
+    h = at::gelu(m.linear(b + "ffn_up").forward(h));
+    s.x = residual + m.linear(b + "ffn_down").forward(h);
+  }
+
+  torch::Tensor head(const Model& m, ForwardState& s) const override {
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, m.config.num_sites() - 1, s.x);
+    torch::Tensor cls = s.x.select(1, 0);  // norms are per token: normalising CLS alone is exact
+    torch::Tensor logits = m.linear("cls_head").forward(norm(m, "out_norm", cls));
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kLogits, 0, logits);
+    return logits;
+  }
+
+  std::vector<CostRow> costs(const Model& m) const override {
+    const ArchConfig& c = m.config;
+    const int64_t T = c.seq_len(), N = c.num_patches();
+    auto params_of = [&](const std::string& prefix) {
+      int64_t n = 0;
+      for (const auto& [name, t] : m.flat_tensors())
+        if (name.rfind(prefix, 0) == 0) n += t.numel();
+      return n;
+    };
+    std::vector<CostRow> rows;
+    CostRow emb{"embeddings"};
+    emb.params = params_of("patch_embd.") + params_of("cls_token") + params_of("pos_embd");
+    emb.flops = 2 * N * m.linear("patch_embd").macs_per_row();
+    emb.attn_in = c.site_dim(0);
+    emb.tokens = T;
+    rows.push_back(emb);
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const auto& d = c.layers[l];
+      const std::string b = blk(l);
+      CostRow r{"blk." + std::to_string(l)};
+      r.params = params_of(b);
+      int64_t macs = 0;
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o", "ffn_up", "ffn_down"})
+        macs += T * m.linear(b + n).macs_per_row();
+      macs += 2 * d.heads * T * T * d.head_dim;  // QKᵀ and AV
+      if (c.shortcuts) macs += T * (m.at(b + "attn_shortcut").numel() + m.at(b + "ffn_shortcut").numel());
+      r.flops = 2 * macs;
+      r.heads = d.heads;
+      r.head_dim = d.head_dim;
+      r.intermediate_size = d.intermediate_size;
+      r.attn_in = d.attn_in;
+      r.mlp_in = d.mlp_in;
+      r.tokens = T;
+      rows.push_back(r);
+    }
+    CostRow h{"head"};
+    h.params = params_of("cls_head.") + params_of("out_norm.");
+    h.flops = 2 * m.linear("cls_head").macs_per_row();  // CLS token only
+    h.attn_in = c.out_dim;
+    h.tokens = 1;
+    rows.push_back(h);
+    return rows;
+  }
+
+  std::map<std::string, torch::Tensor> to_checkpoint(const Model& m) const override {
+    std::map<std::string, torch::Tensor> out;
+    const ArchConfig& c = m.config;
+    for (const auto& [flat, t] : m.flat_tensors()) {
+      std::string hf = vit_hf_name(flat);
+      PARE_ASSERT(!hf.empty(), "no checkpoint name for ", flat);
+      torch::Tensor v = t.detach();
+      if (flat == "patch_embd.weight")
+        v = v.reshape({t.size(0), c.num_channels, c.patch_size, c.patch_size});
+      out[hf] = v.contiguous();
+    }
+    return out;
+  }
+
+  Model from_checkpoint(const ArchConfig& c, std::map<std::string, torch::Tensor> tensors,
+                        const std::string& src) const override {
+    Model m;
+    m.config = c;
+    auto expected = expected_shapes(c);
+    std::vector<std::string> unknown, missing;
+    std::map<std::string, torch::Tensor> flat;
+    for (auto& [hf, t] : tensors) {
+      std::string f = vit_flat_name(hf);
+      if (f.empty() || !expected.count(f)) {
+        unknown.push_back(hf);
+        continue;
+      }
+      PARE_CHECK(t.is_floating_point(), src, ": tensor '", hf, "': expected a floating dtype, got ",
+                 c10::toString(t.scalar_type()));
+      if (f == "patch_embd.weight") {
+        const Shape want{expected[f][0], c.num_channels, c.patch_size, c.patch_size};
+        PARE_CHECK(t.sizes().vec() == want, src, ": tensor '", hf, "': expected ",
+                   c10::IntArrayRef(want), ", got ", t.sizes());
+        t = t.reshape({want[0], -1});
+      }
+      PARE_CHECK(t.sizes().vec() == expected[f], src, ": tensor '", hf, "': expected ",
+                 c10::IntArrayRef(expected[f]), ", got ", t.sizes(), " (config.json disagrees with ",
+                 "the weights)");
+      flat[f] = t.to(torch::kFloat32).contiguous();
+    }
+    for (const auto& [f, shape] : expected)
+      if (!flat.count(f)) missing.push_back(vit_hf_name(f));
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
+      if (v.size() > 8) s += concat(", ... (", v.size(), " in all)");
+      return s;
+    };
+    PARE_CHECK(missing.empty(), src, ": missing tensors: ", join(missing));
+    PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
+    for (const auto& slot : linear_slots(c)) {
+      auto bias = flat.count(slot + ".bias") ? flat[slot + ".bias"] : torch::Tensor();
+      m.linears[slot] = std::make_shared<DenseLinear>(flat[slot + ".weight"], bias);
+      flat.erase(slot + ".weight");
+      flat.erase(slot + ".bias");
+    }
+    m.tensors = std::move(flat);
+    return m;
+  }
+};
+
+struct NamePair {
+  const char* flat;
+  const char* hf;
+};
+
+// Per-layer names (after "blk.N." / "vit.encoder.layer.N.").
+const NamePair kLayerNames[] = {
+    {"attn_norm", "layernorm_before"},         {"attn_q", "attention.attention.query"},
+    {"attn_k", "attention.attention.key"},     {"attn_v", "attention.attention.value"},
+    {"attn_o", "attention.output.dense"},      {"ffn_norm", "layernorm_after"},
+    {"ffn_up", "intermediate.dense"},          {"ffn_down", "output.dense"},
+};
+const NamePair kTopNames[] = {
+    {"cls_token", "vit.embeddings.cls_token"},
+    {"pos_embd", "vit.embeddings.position_embeddings"},
+    {"patch_embd.weight", "vit.embeddings.patch_embeddings.projection.weight"},
+    {"patch_embd.bias", "vit.embeddings.patch_embeddings.projection.bias"},
+    {"out_norm.weight", "vit.layernorm.weight"},
+    {"out_norm.bias", "vit.layernorm.bias"},
+    {"cls_head.weight", "classifier.weight"},
+    {"cls_head.bias", "classifier.bias"},
+};
+
+}  // namespace
+
+std::string vit_hf_name(const std::string& flat) {
+  for (const auto& p : kTopNames)
+    if (flat == p.flat) return p.hf;
+  static const std::regex re(R"(blk\.(\d+)\.([a-z_]+)(\.(weight|bias))?)");
+  std::smatch mt;
+  if (!std::regex_match(flat, mt, re)) return "";
+  const std::string rest = mt[3].str();
+  if (mt[2] == "attn_shortcut" || mt[2] == "ffn_shortcut") return rest.empty() ? "pare." + flat : "";
+  for (const auto& p : kLayerNames)
+    if (mt[2] == p.flat && !rest.empty())
+      return "vit.encoder.layer." + mt[1].str() + "." + p.hf + rest;
+  return "";
+}
+
+std::string vit_flat_name(const std::string& hf) {
+  for (const auto& p : kTopNames)
+    if (hf == p.hf) return p.flat;
+  if (hf.rfind("pare.", 0) == 0) {
+    std::string f = hf.substr(5);
+    return vit_hf_name(f) == hf ? f : "";
+  }
+  static const std::regex re(R"(vit\.encoder\.layer\.(\d+)\.(.+)\.(weight|bias))");
+  std::smatch mt;
+  if (!std::regex_match(hf, mt, re)) return "";
+  for (const auto& p : kLayerNames)
+    if (mt[2] == p.hf) return "blk." + mt[1].str() + "." + p.flat + "." + mt[3].str();
+  return "";
+}
+
+const Family& vit_family() {
+  static const VitFamily f;
+  return f;
+}
+
+const Family& family_by_name(const std::string& name) {
+  if (name == "vit") return vit_family();
+  throw InputError(concat("unknown model family '", name, "' (known: vit)"));
+}
+
+}  // namespace pare
