@@ -1,4 +1,5 @@
-// The `pare` subcommands. Each registers itself on the CLI11 app and returns the exit code.
+// The `pare` subcommands. Each registers itself on the CLI11 app and returns a runner that gives
+// the exit code (0 ok, 1 budget not met, 2 bad input; errors are thrown as pare::InputError).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -6,7 +7,6 @@
 
 namespace pare::cli {
 
-// Options shared by every subcommand.
 struct Common {
   int threads = 0;  // 0: all cores
 };
@@ -14,6 +14,10 @@ struct Common {
 using Runner = std::function<int()>;
 
 Runner add_train(CLI::App& app, Common& common);
+Runner add_compress(CLI::App& app, Common& common);
+Runner add_eval(CLI::App& app, Common& common);
+Runner add_inspect(CLI::App& app, Common& common);
+Runner add_passes(CLI::App& app, Common& common);
 
 // Sets LibTorch's intra-op thread count (0 = number of cores) and returns it.
 int set_threads(int threads);

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <thread>
 
+#include "builtin.h"
 #include "commands.h"
 #include "error.h"
 
@@ -18,11 +19,18 @@ int set_threads(int threads) {
 }  // namespace pare::cli
 
 int main(int argc, char** argv) {
+  pare::register_builtin_passes();
   CLI::App app{"pare: make trained transformers smaller and faster"};
   app.require_subcommand(1);
   pare::cli::Common common;
   app.add_option("--threads", common.threads, "LibTorch intra-op threads (0 = all cores)");
-  auto train = pare::cli::add_train(app, common);
+  std::vector<std::pair<std::string, pare::cli::Runner>> runners = {
+      {"compress", pare::cli::add_compress(app, common)},
+      {"eval", pare::cli::add_eval(app, common)},
+      {"inspect", pare::cli::add_inspect(app, common)},
+      {"train", pare::cli::add_train(app, common)},
+      {"passes", pare::cli::add_passes(app, common)},
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -30,12 +38,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "pare: " << e.what() << "\n";
+    std::cerr << "pare: " << e.what() << " (see pare --help)\n";
     return 2;
   }
   try {
     pare::cli::set_threads(common.threads);
-    if (app.got_subcommand("train")) return train();
+    for (auto& [name, run] : runners)
+      if (app.got_subcommand(name)) return run();
     return 2;
   } catch (const pare::InputError& e) {
     std::cerr << "pare: error: " << e.what() << "\n";

@@ -1,1 +1,15 @@
-// placeholder replaced below
+#include "builtin.h"
+
+#include "slicegpt.h"
+
+namespace pare {
+
+void register_builtin_passes() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  PassTable& t = PassTable::global();
+  register_slicegpt(t);
+}
+
+}  // namespace pare

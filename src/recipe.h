@@ -59,6 +59,8 @@ class FieldReader {
   std::string string(const std::string& key, const std::string& def,
                      const std::vector<std::string>& allowed = {});
   std::vector<int64_t> int_list(const std::string& key, const std::vector<int64_t>& def);
+  // Marks a key as known without reading it (sections read by another FieldReader).
+  void allow(const std::string& key) { seen_.push_back(key); }
   // Records a problem for every key not read so far.
   void reject_unknown();
   void problem(const std::string& key, const std::string& what);

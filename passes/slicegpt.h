@@ -1,0 +1,31 @@
+// slicegpt: SliceGPT rotation slicing (Ashkboos et al., ICLR 2024, arXiv 2401.15024).
+#pragma once
+
+#include "pass.h"
+
+namespace pare {
+
+struct SliceGptOptions {
+  double slicing = 0.25;   // fraction of the hidden dimension removed, in [0, 1)
+  int64_t round_to = 8;    // sliced width rounded down to a multiple of this (reference: 8)
+  bool slice_head = false; // also slice the classifier's input (reference keeps it)
+  double damping = 0.01;   // fraction of mean(diag C) added to C's diagonal
+};
+
+// Folds every LayerNorm into the adjacent linears (float64 inside) so the model becomes a
+// weightless RMSNorm model with identical outputs (SliceGPT §3.2; METHODS.md). Idempotent for
+// models already folded.
+void fold_layernorms(Model& m);
+
+// Width kept for a slicing ratio: floor((1 - slicing)·D) rounded down to a multiple of round_to
+// (never below round_to, never above D).
+int64_t sliced_width(int64_t hidden, double slicing, int64_t round_to);
+
+// Runs SliceGPT on a ViT with the given calibration images [n, C, H, W]. Returns per-site
+// notes (kept width, fraction of the calibration variance kept).
+nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const SliceGptOptions& o,
+                         int64_t batch_size, const std::function<void(const std::string&)>& log);
+
+void register_slicegpt(PassTable& t);
+
+}  // namespace pare

@@ -1,0 +1,92 @@
+#include "pass.h"
+
+#include "error.h"
+#include "family.h"
+#include "recipe.h"
+
+namespace pare {
+
+void AnalysisManager::invalidate(const PreservedAnalyses& pa) {
+  if (pa.level == PreservedAnalyses::kAll) return;
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    bool keep = it->second.depends == AnalysisDependsOn::kData ||
+                (pa.level == PreservedAnalyses::kShapes &&
+                 it->second.depends == AnalysisDependsOn::kShapes);
+    it = keep ? std::next(it) : cache_.erase(it);
+  }
+}
+
+torch::Tensor CalibrationImages::run(const Model& m, AnalysisManager&, const PassContext& ctx) {
+  ImageDataset train = load_fashion_mnist(ctx.data_dir, "train");
+  PARE_CHECK(ctx.calibration_samples > 0 && ctx.calibration_samples <= train.size(),
+             "calibration.samples: expected 1..", train.size(), ", got ", ctx.calibration_samples);
+  auto gen = at::detail::createCPUGenerator(ctx.calibration_seed);
+  torch::Tensor idx = torch::randperm(train.size(), gen, torch::kLong)
+                          .narrow(0, 0, ctx.calibration_samples);
+  return normalize_images(train.images.index_select(0, idx), m.config.image_mean,
+                          m.config.image_std);
+}
+
+std::vector<CostRow> CostAnalysis::run(const Model& m, AnalysisManager&, const PassContext&) {
+  return m.family().costs(m);
+}
+
+PassTable& PassTable::global() {
+  static PassTable t;
+  return t;
+}
+
+void PassTable::add(PassInfo info) {
+  PARE_ASSERT(!find(info.name), "pass registered twice: ", info.name);
+  passes_.push_back(std::move(info));
+}
+
+const PassInfo* PassTable::find(const std::string& name) const {
+  for (const auto& p : passes_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+PassOptions PassTable::resolve(const nlohmann::json& stage, const std::string& path,
+                               std::vector<std::string>& problems) const {
+  PassOptions out;
+  if (!stage.is_object() || !stage.contains("pass") || !stage["pass"].is_string()) {
+    problems.push_back(path + ": expected a mapping {pass: NAME, options...}");
+    return out;
+  }
+  const std::string name = stage["pass"].get<std::string>();
+  const PassInfo* info = find(name);
+  if (!info) {
+    std::string known;
+    for (size_t i = 0; i < passes_.size(); ++i) known += (i ? ", " : "") + passes_[i].name;
+    problems.push_back(path + "/pass: unknown pass '" + name + "' (known: " + known + ")");
+    return out;
+  }
+  FieldReader r(stage, path, problems);
+  r.string("pass", "");
+  for (const auto& o : info->options) {
+    switch (o.type) {
+      case OptionSpec::kNumber:
+        out.values[o.name] =
+            r.number(o.name, o.default_value.get<double>(), o.min, o.max, o.max_inclusive);
+        break;
+      case OptionSpec::kInteger: {
+        std::optional<int64_t> lo, hi;
+        if (o.min) lo = static_cast<int64_t>(*o.min);
+        if (o.max) hi = static_cast<int64_t>(*o.max);
+        out.values[o.name] = r.integer(o.name, o.default_value.get<int64_t>(), lo, hi);
+        break;
+      }
+      case OptionSpec::kBool:
+        out.values[o.name] = r.boolean(o.name, o.default_value.get<bool>());
+        break;
+      case OptionSpec::kString:
+        out.values[o.name] = r.string(o.name, o.default_value.get<std::string>(), o.choices);
+        break;
+    }
+  }
+  r.reject_unknown();
+  return out;
+}
+
+}  // namespace pare

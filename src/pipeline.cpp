@@ -1,0 +1,280 @@
+#include "pipeline.h"
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "evaluate.h"
+#include "fileio.h"
+#include "recipe.h"
+
+namespace pare {
+
+std::string CompressRecipe::one_line() const {
+  std::string s;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    s += (i ? " | " : "") + stages[i].pass + "(";
+    bool first = true;
+    for (auto it = stages[i].options.values.begin(); it != stages[i].options.values.end(); ++it) {
+      s += (first ? "" : ",") + it.key() + "=" + it.value().dump();
+      first = false;
+    }
+    s += ")";
+  }
+  return s;
+}
+
+CompressRecipe parse_compress_recipe(const std::string& path, const std::vector<std::string>& sets) {
+  nlohmann::json j = load_yaml_or_json(path);
+  apply_overrides(j, sets);
+  return parse_compress_recipe_json(j, path);
+}
+
+CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& source) {
+  CompressRecipe r;
+  r.path = source;
+  r.raw = j;
+  std::vector<std::string> problems;
+  FieldReader top(j, "", problems);
+  for (const char* k : {"pipeline", "budget", "eval", "data", "calibration", "model", "train"})
+    top.allow(k);
+  top.reject_unknown();
+  if (!j.contains("pipeline") || !j["pipeline"].is_array()) {
+    problems.push_back("/pipeline: expected a list of passes");
+  } else {
+    for (size_t i = 0; i < j["pipeline"].size(); ++i) {
+      const auto& st = j["pipeline"][i];
+      std::string p = "/pipeline/" + std::to_string(i);
+      PassOptions o = PassTable::global().resolve(st, p, problems);
+      if (st.is_object() && st.contains("pass") && st["pass"].is_string())
+        r.stages.push_back({st["pass"].get<std::string>(), o});
+    }
+  }
+  if (j.contains("budget")) {
+    FieldReader b(j["budget"], "/budget", problems);
+    b.allow("accuracy");
+    b.reject_unknown();
+    if (j["budget"].is_object() && j["budget"].contains("accuracy")) {
+      FieldReader a(j["budget"]["accuracy"], "/budget/accuracy", problems);
+      double md = a.number("max_drop", -1, 0.0, 100.0);
+      double mn = a.number("min", -1, 0.0, 100.0);
+      a.reject_unknown();
+      if (j["budget"]["accuracy"].is_object() && j["budget"]["accuracy"].contains("max_drop") && md >= 0)
+        r.budget.max_drop = md;
+      if (j["budget"]["accuracy"].is_object() && j["budget"]["accuracy"].contains("min") && mn >= 0)
+        r.budget.min = mn;
+    }
+  }
+  {
+    FieldReader e(j.value("eval", nlohmann::json::object()), "/eval", problems);
+    r.eval.batch_size = e.integer("batch_size", 256, 1, 1 << 16);
+    r.eval.latency_batches = e.int_list("latency_batches", {1, 256});
+    r.eval.latency_reps = e.integer("latency_reps", 10, 1, 10000);
+    r.eval.limit = e.integer("limit", -1, -1);
+    e.reject_unknown();
+  }
+  {
+    FieldReader d(j.value("data", nlohmann::json::object()), "/data", problems);
+    d.string("dataset", "fashion-mnist", {"fashion-mnist"});
+    r.data_dir = d.string("path", kDefaultFashionMnistDir);
+    d.reject_unknown();
+  }
+  {
+    FieldReader c(j.value("calibration", nlohmann::json::object()), "/calibration", problems);
+    r.calibration_samples = c.integer("samples", 1024, 1, 60000);
+    r.calibration_seed = static_cast<uint64_t>(c.integer("seed", 0, 0));
+    c.reject_unknown();
+  }
+  if (!problems.empty()) throw RecipeError(source, problems);
+  return r;
+}
+
+StageRow measure_stage(const std::string& name, const Model& m, const ImageDataset& test,
+                       const EvalSettings& eval) {
+  StageRow row;
+  row.stage = name;
+  auto acc = evaluate_accuracy(m, test, eval.batch_size, eval.limit);
+  row.accuracy = 100.0 * acc.accuracy;
+  row.eval_seconds = acc.seconds;
+  row.params = m.num_params();
+  row.layers = m.family().costs(m);
+  for (const auto& c : row.layers) row.flops += c.flops;
+  row.bytes = checkpoint_bytes(m);
+  for (int64_t b : eval.latency_batches)
+    row.latency_ms.emplace_back(
+        b, measure_latency(m, b, 3, static_cast<int>(eval.latency_reps)).median_ms);
+  return row;
+}
+
+PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDataset& test,
+                            const std::function<void(const std::string&)>& log) {
+  PipelineResult res;
+  res.threads = at::get_num_threads();
+  log("measuring baseline");
+  res.rows.push_back(measure_stage("baseline", m, test, r.eval));
+  AnalysisManager am;
+  PassContext ctx;
+  ctx.data_dir = r.data_dir;
+  ctx.calibration_samples = r.calibration_samples;
+  ctx.calibration_seed = r.calibration_seed;
+  ctx.batch_size = r.eval.batch_size;
+  ctx.log = log;
+  for (size_t i = 0; i < r.stages.size(); ++i) {
+    const Stage& st = r.stages[i];
+    const PassInfo* info = PassTable::global().find(st.pass);
+    PARE_ASSERT(info, "pass vanished: ", st.pass);
+    nlohmann::json notes = nlohmann::json::object();
+    ctx.notes = &notes;
+    log(concat("pass ", i + 1, "/", r.stages.size(), ": ", st.pass));
+    auto t0 = std::chrono::steady_clock::now();
+    PreservedAnalyses pa = info->create(st.options)->run(m, am, ctx);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    am.invalidate(pa);
+    m.verify_or_throw(concat("after pass ", st.pass));
+    m.config.history.push_back({{"pass", st.pass}, {"options", st.options.values}});
+    log(concat("measuring after ", st.pass));
+    StageRow row = measure_stage(st.pass, m, test, r.eval);
+    row.pass_seconds = secs;
+    row.notes = notes;
+    res.rows.push_back(row);
+  }
+  const double base = res.rows.front().accuracy, fin = res.rows.back().accuracy;
+  if (r.budget.max_drop && base - fin > *r.budget.max_drop + 1e-9) {
+    res.budget_ok = false;
+    res.budget_message = concat("accuracy dropped ", base - fin, " points (", base, "% -> ", fin,
+                                "%), budget max_drop ", *r.budget.max_drop);
+  } else if (r.budget.min && fin < *r.budget.min - 1e-9) {
+    res.budget_ok = false;
+    res.budget_message = concat("accuracy ", fin, "% is below the budget min ", *r.budget.min, "%");
+  } else if (!r.budget.empty()) {
+    res.budget_message = concat("accuracy budget met (", base, "% -> ", fin, "%)");
+  }
+  return res;
+}
+
+namespace {
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+std::string human(double v) {
+  if (v >= 1e9) return fmt("%.3f G", v / 1e9);
+  if (v >= 1e6) return fmt("%.3f M", v / 1e6);
+  if (v >= 1e3) return fmt("%.1f k", v / 1e3);
+  return fmt("%.0f", v);
+}
+}  // namespace
+
+std::string stage_table_markdown(const std::vector<StageRow>& rows) {
+  std::string s = "| stage | accuracy % | Δ acc (points) | params | FLOPs/image | bytes |";
+  std::string sep = "|---|---:|---:|---:|---:|---:|";
+  if (!rows.empty())
+    for (const auto& [b, ms] : rows.front().latency_ms) {
+      s += concat(" latency b", b, " (ms) |");
+      sep += "---:|";
+    }
+  s += " pass time (s) |\n" + sep + "---:|\n";
+  for (const auto& r : rows) {
+    s += "| " + r.stage + " | " + fmt("%.2f", r.accuracy) + " | " +
+         fmt("%+.2f", r.accuracy - rows.front().accuracy) + " | " + std::to_string(r.params) +
+         " | " + human(double(r.flops)) + " | " + std::to_string(r.bytes) + " |";
+    for (const auto& [b, ms] : r.latency_ms) s += " " + fmt("%.2f", ms) + " |";
+    s += " " + (r.stage == "baseline" ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
+  }
+  return s;
+}
+
+std::string layer_table_markdown(const std::vector<CostRow>& rows) {
+  std::string s =
+      "| layer | heads | head_dim | intermediate | attn in | mlp in | tokens | params | FLOPs |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : rows)
+    s += concat("| ", r.name, " | ", r.heads, " | ", r.head_dim, " | ", r.intermediate_size, " | ",
+                r.attn_in, " | ", r.mlp_in, " | ", r.tokens, " | ", r.params, " | ",
+                human(double(r.flops)), " |\n");
+  return s;
+}
+
+nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
+                           const nlohmann::json& inputs) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& row : res.rows) {
+    nlohmann::json lat = nlohmann::json::object(), layers = nlohmann::json::array();
+    for (const auto& [b, ms] : row.latency_ms) lat[std::to_string(b)] = ms;
+    for (const auto& c : row.layers)
+      layers.push_back({{"name", c.name},
+                        {"heads", c.heads},
+                        {"head_dim", c.head_dim},
+                        {"intermediate_size", c.intermediate_size},
+                        {"attn_in", c.attn_in},
+                        {"mlp_in", c.mlp_in},
+                        {"tokens", c.tokens},
+                        {"params", c.params},
+                        {"flops", c.flops}});
+    rows.push_back({{"stage", row.stage},
+                    {"accuracy", row.accuracy},
+                    {"delta_accuracy", row.accuracy - res.rows.front().accuracy},
+                    {"params", row.params},
+                    {"flops_per_image", row.flops},
+                    {"bytes", row.bytes},
+                    {"latency_ms_median", lat},
+                    {"pass_seconds", row.pass_seconds},
+                    {"eval_seconds", row.eval_seconds},
+                    {"notes", row.notes},
+                    {"layers", layers}});
+  }
+  return {{"pipeline", r.one_line()},
+          {"recipe", r.path},
+          {"recipe_resolved", r.raw},
+          {"inputs", inputs},
+          {"calibration", {{"samples", r.calibration_samples}, {"seed", r.calibration_seed}}},
+          {"threads", res.threads},
+          {"flops_counted",
+           "2 x MACs of matmuls per image: patch projection, Q/K/V/O, MLP, shortcut matrices, "
+           "attention QK^T and AV, classifier on CLS; norms, softmax, GELU, bias/residual adds excluded"},
+          {"latency", "median of repeated forward passes after 3 warm-up runs, random inputs"},
+          {"budget", {{"ok", res.budget_ok}, {"message", res.budget_message}}},
+          {"stages", rows}};
+}
+
+std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
+                            const nlohmann::json& inputs) {
+  std::string s = "# pare compression report\n\n";
+  s += "- pipeline: `" + r.one_line() + "`\n";
+  s += "- recipe: " + r.path + "\n";
+  if (inputs.contains("model")) s += "- model: " + inputs["model"].get<std::string>() + "\n";
+  s += concat("- calibration: ", r.calibration_samples, " train images, seed ", r.calibration_seed,
+              "\n");
+  s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",
+              r.eval.latency_reps, " runs after 3 warm-up runs\n");
+  s += "- FLOPs = 2 × MACs of all matmuls per image (attention QKᵀ and AV included; norms, "
+       "softmax, GELU, adds excluded)\n\n";
+  s += stage_table_markdown(res.rows);
+  if (!res.budget_message.empty())
+    s += std::string("\nBudget: ") + (res.budget_ok ? "met — " : "NOT met — ") +
+         res.budget_message + "\n";
+  for (const auto& row : res.rows) {
+    if (row.notes.empty()) continue;
+    s += "\n## " + row.stage + " decisions\n\n```json\n" + row.notes.dump(2) + "\n```\n";
+  }
+  s += "\n## Per-layer shapes: baseline\n\n" + layer_table_markdown(res.rows.front().layers);
+  if (res.rows.size() > 1)
+    s += "\n## Per-layer shapes: final\n\n" + layer_table_markdown(res.rows.back().layers);
+  return s;
+}
+
+std::string file_hash(const std::string& path) {
+  std::string b = read_file(path);
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : b) h = (h ^ c) * 1099511628211ULL;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", (unsigned long long)h);
+  return buf;
+}
+
+}  // namespace pare
