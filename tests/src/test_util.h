@@ -1,0 +1,111 @@
+// Helpers shared by pare's core tests: fixture paths, temporary folders, file bytes, tensor
+// comparisons and "expect an InputError whose message contains ..." checks.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "error.h"
+
+namespace pare_test {
+
+namespace fs = std::filesystem;
+
+// tests/fixtures: $PARE_FIXTURES (set by ctest), else found from this header's location.
+inline std::string fixtures_dir() {
+  if (const char* e = std::getenv("PARE_FIXTURES"); e && *e) return e;
+  return (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
+}
+inline std::string fixture(const std::string& rel) { return fixtures_dir() + "/" + rel; }
+
+// A fresh empty folder under ::testing::TempDir(), removed by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    std::string base = ::testing::TempDir();
+    if (base.empty()) base = "/tmp/";
+    if (base.back() != '/') base += '/';
+    std::string tmpl = base + "pare_test_XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    char* p = ::mkdtemp(buf.data());
+    if (!p) throw std::runtime_error("mkdtemp failed for " + tmpl);
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("test: cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("test: cannot write " + path);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Little-endian u64, as in the safetensors header length.
+inline std::string le64(uint64_t n) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return s;
+}
+
+// Max |a - b| over all elements, computed in float64.
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+// ‖a - b‖ / ‖b‖ in float64.
+inline double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  return ((a64 - b64).norm() / b64.norm()).item<double>();
+}
+
+// Runs `fn`, expects a pare::InputError, and returns its message ("" and a failure otherwise).
+template <class F>
+std::string input_error_message(F&& fn) {
+  try {
+    fn();
+  } catch (const pare::InputError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected pare::InputError, got another exception: " << e.what();
+    return "";
+  } catch (...) {
+    ADD_FAILURE() << "expected pare::InputError, got a non-std exception";
+    return "";
+  }
+  ADD_FAILURE() << "expected pare::InputError, nothing was thrown";
+  return "";
+}
+
+}  // namespace pare_test
+
+// EXPECT_INPUT_ERROR(statement, matcher): the statement throws pare::InputError whose message
+// matches (e.g. HasSubstr(path), AllOf(HasSubstr(a), HasSubstr(b))).
+#define EXPECT_INPUT_ERROR(statement, matcher) \
+  EXPECT_THAT(::pare_test::input_error_message([&] { statement; }), matcher)
