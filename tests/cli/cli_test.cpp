@@ -1,0 +1,768 @@
+// End-to-end tests of the `pare` command line: each test runs the built binary (PARE_BIN) in a
+// child process from its own temporary folder, captures stdout, stderr and the exit code, and
+// checks them together with the files written (or, for bad input, not written).
+//
+// Exit codes under test: 0 ok, 1 budget not met, 2 bad input or usage (stderr: exactly one line
+// "pare: error: ..." naming the file or key and what was expected), 3 internal error.
+//
+// The suite trains one tiny ViT with `pare train` (SetUpTestSuite). ctest runs every test in its
+// own process, so the trained model is kept in PARE_CLI_CACHE_DIR, keyed by the recipe text and
+// the pare binary's size and mtime, and a file lock makes parallel test processes train it once.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// 28x28 ViT, 1 epoch on 1,024 train images: trains in seconds.
+const char* const kTinyRecipe = R"(model:
+  model_type: vit
+  hidden_size: 32
+  num_hidden_layers: 2
+  num_attention_heads: 2
+  intermediate_size: 64
+  image_size: 28
+  patch_size: 4
+  num_channels: 1
+  num_labels: 10
+train:
+  epochs: 1
+  batch_size: 64
+  limit_train: 1024
+  lr: 3.0e-3
+  warmup_steps: 5
+  log_every: 0
+)";
+
+const char* const kSliceRecipe = R"(pipeline:
+  - pass: slicegpt
+    slicing: 0.25
+)";
+
+// ------------------------------------------------------------------------------------------------
+// Files and processes.
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("test: cannot read " + p.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("test: cannot write " + p.string());
+  out << bytes;
+  if (!out) throw std::runtime_error("test: write failed: " + p.string());
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+// Cells of a Markdown table row "| a | b |" (trimmed), empty when `line` is not a row.
+std::vector<std::string> md_cells(const std::string& line) {
+  std::vector<std::string> cells;
+  if (line.size() < 2 || line.front() != '|' || line.back() != '|') return cells;
+  std::string cur;
+  for (size_t i = 1; i < line.size(); ++i) {
+    if (line[i] == '|') {
+      size_t b = cur.find_first_not_of(' '), e = cur.find_last_not_of(' ');
+      cells.push_back(b == std::string::npos ? "" : cur.substr(b, e - b + 1));
+      cur.clear();
+    } else {
+      cur += line[i];
+    }
+  }
+  return cells;
+}
+
+// Rows of the first Markdown table in `text` whose header contains `first_header_cell`, as maps
+// header -> cell.
+std::vector<std::map<std::string, std::string>> md_table(const std::string& text,
+                                                         const std::string& first_header_cell) {
+  std::vector<std::map<std::string, std::string>> rows;
+  auto ls = lines_of(text);
+  for (size_t i = 0; i < ls.size(); ++i) {
+    auto header = md_cells(ls[i]);
+    if (header.empty() || header[0] != first_header_cell) continue;
+    for (size_t j = i + 2; j < ls.size(); ++j) {  // skip the |---| line
+      auto cells = md_cells(ls[j]);
+      if (cells.empty()) break;
+      std::map<std::string, std::string> row;
+      for (size_t k = 0; k < header.size() && k < cells.size(); ++k) row[header[k]] = cells[k];
+      rows.push_back(row);
+    }
+    break;
+  }
+  return rows;
+}
+
+struct Proc {
+  std::string cmd;
+  int code = -1;
+  std::string out, err;
+};
+
+std::string describe(const Proc& r) {
+  return "command: " + r.cmd + "\nexit code: " + std::to_string(r.code) + "\n--- stdout ---\n" +
+         r.out + "--- stderr ---\n" + r.err + "--------------";
+}
+
+// Runs `pare --threads 2 ARGS...` in `cwd`; stdout and stderr go to files under `capture_dir`.
+Proc run_pare(const std::vector<std::string>& args, const fs::path& cwd,
+              const fs::path& capture_dir) {
+  static int counter = 0;
+  fs::create_directories(capture_dir);
+  const std::string stem = std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const fs::path out = capture_dir / (stem + ".stdout"), err = capture_dir / (stem + ".stderr");
+  Proc r;
+  r.cmd = shell_quote(PARE_BIN) + " --threads 2";
+  for (const auto& a : args) r.cmd += " " + shell_quote(a);
+  const std::string sh = "cd " + shell_quote(cwd.string()) + " && exec " + r.cmd + " >" +
+                         shell_quote(out.string()) + " 2>" + shell_quote(err.string()) +
+                         " </dev/null";
+  int st = std::system(sh.c_str());
+  if (st == -1) r.code = -1;
+  else if (WIFEXITED(st)) r.code = WEXITSTATUS(st);
+  else if (WIFSIGNALED(st)) r.code = 128 + WTERMSIG(st);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+// Every regular file under `dirs` (recursively) with its bytes; folders appear with "<dir>".
+// Paths named in `skip` (a folder name) are left out.
+std::map<std::string, std::string> snapshot(const std::vector<fs::path>& dirs,
+                                            const std::string& skip = "cap") {
+  std::map<std::string, std::string> s;
+  for (const auto& d : dirs) {
+    if (!fs::exists(d)) continue;
+    for (auto it = fs::recursive_directory_iterator(d); it != fs::recursive_directory_iterator();
+         ++it) {
+      if (it->path().filename() == skip) {
+        it.disable_recursion_pending();
+        continue;
+      }
+      s[it->path().string()] = it->is_directory() ? std::string("<dir>") : read_file(it->path());
+    }
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// safetensors editing (the format: u64 little-endian header length N, N bytes of JSON, data).
+
+struct RawSafetensors {
+  json header;
+  std::string data;
+};
+
+RawSafetensors split_safetensors(const std::string& bytes) {
+  if (bytes.size() < 8) throw std::runtime_error("test: safetensors file too short");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  if (n > bytes.size() - 8) throw std::runtime_error("test: bad safetensors header length");
+  return {json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+std::string join_safetensors(const json& header, const std::string& data) {
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
+  std::string out;
+  const uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  return out + h + data;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The shared tiny model.
+
+struct TinyModel {
+  fs::path dir;       // the model folder (config.json, model.safetensors, train.json)
+  std::string error;  // non-empty when training failed
+};
+
+TinyModel& tiny() {
+  static TinyModel t;
+  return t;
+}
+
+void train_tiny_model_once() {
+  TinyModel& t = tiny();
+  const fs::path cache = PARE_CLI_CACHE_DIR;
+  std::error_code ec;
+  fs::create_directories(cache, ec);
+  if (ec) {
+    t.error = "cannot create " + cache.string() + ": " + ec.message();
+    return;
+  }
+  // Key: recipe text + the pare binary's size and mtime (a rebuilt pare retrains the model).
+  struct stat st {};
+  if (::stat(PARE_BIN, &st) != 0) {
+    t.error = std::string("pare binary not found: ") + PARE_BIN;
+    return;
+  }
+  const std::string key =
+      hex(fnv1a(std::string(kTinyRecipe) + "|" + std::to_string(st.st_size) + "|" +
+                std::to_string(static_cast<long long>(st.st_mtim.tv_sec)) + "." +
+                std::to_string(static_cast<long long>(st.st_mtim.tv_nsec))));
+  t.dir = cache / ("tiny-" + key);
+  const std::string lock_path = (cache / "lock").string();
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT, 0644);
+  if (fd < 0 || ::flock(fd, LOCK_EX) != 0) {
+    t.error = "cannot lock " + lock_path;
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  if (!fs::exists(t.dir / "model.safetensors")) {
+    for (const auto& e : fs::directory_iterator(cache))  // models of older pare builds
+      if (e.path().filename().string().rfind("tiny-", 0) == 0) fs::remove_all(e.path(), ec);
+    write_file(cache / "tiny.yaml", kTinyRecipe);
+    Proc r = run_pare({"train", "--recipe", "tiny.yaml", "--out", t.dir.string()}, cache,
+                     cache / "cap");
+    if (r.code != 0 || !fs::exists(t.dir / "model.safetensors") ||
+        !contains(r.out, "trained " + t.dir.string() + ": test accuracy"))
+      t.error = "pare train of the tiny model failed\n" + describe(r);
+  }
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+class PareCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { train_tiny_model_once(); }
+
+  void SetUp() override {
+    ASSERT_TRUE(tiny().error.empty()) << tiny().error;
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = fs::temp_directory_path() / ("pare_cli_" + std::to_string(::getpid()));
+    dir_ = root_ / info->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "[ kept     ] " << dir_.string() << "\n";
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    fs::remove(root_, ec);  // only when empty
+  }
+
+  const fs::path& model() const { return tiny().dir; }
+
+  Proc pare(const std::vector<std::string>& args) { return run_pare(args, dir_, dir_ / "cap"); }
+
+  fs::path write(const std::string& name, const std::string& bytes) {
+    write_file(dir_ / name, bytes);
+    return dir_ / name;
+  }
+
+  // A copy of the tiny model's config.json and model.safetensors in dir_/name.
+  fs::path copy_model(const std::string& name) {
+    fs::path d = dir_ / name;
+    fs::create_directories(d);
+    fs::copy_file(model() / "config.json", d / "config.json");
+    fs::copy_file(model() / "model.safetensors", d / "model.safetensors");
+    return d;
+  }
+
+  // compress arguments with the test-size evaluation settings.
+  std::vector<std::string> compress_args(const fs::path& model_dir, const fs::path& recipe,
+                                         const fs::path& out) {
+    return {"compress", "--model", model_dir.string(), "--recipe", recipe.string(), "--out",
+            out.string(), "--set", "eval.limit=500", "--set", "eval.latency_reps=2", "--set",
+            "calibration.samples=64"};
+  }
+
+  // Runs pare with bad input and checks the contract: exit 2; stderr exactly one line starting
+  // "pare: error:" that contains every needle; nothing written (no --out folder, no *.partial.* or
+  // *.tmp.* leftovers beside it) and the inputs (this test's folder, the tiny model) unchanged.
+  // Returns the run (its one stderr line in r.err).
+  Proc expect_rejected(const std::vector<std::string>& args,
+                       const std::vector<std::string>& needles) {
+    const auto before = snapshot({dir_, model()});
+    Proc r = pare(args);
+    SCOPED_TRACE(describe(r));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err.rfind("pare: error: ", 0), 0u) << "stderr must start with 'pare: error: '";
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr must be one line";
+    EXPECT_FALSE(r.err.empty() || r.err.back() != '\n') << "stderr must end with a newline";
+    for (const auto& n : needles) EXPECT_TRUE(contains(r.err, n)) << "stderr lacks '" << n << "'";
+    EXPECT_TRUE(r.out.empty()) << "nothing expected on stdout";
+    auto out_it = std::find(args.begin(), args.end(), "--out");
+    if (out_it != args.end() && std::next(out_it) != args.end()) {
+      const fs::path out = *std::next(out_it);
+      EXPECT_FALSE(fs::exists(out)) << out << " was created";
+      if (fs::exists(out.parent_path()))
+        for (const auto& e : fs::directory_iterator(out.parent_path())) {
+          const std::string n = e.path().filename().string();
+          EXPECT_FALSE(contains(n, ".partial.") || contains(n, ".tmp.")) << "leftover " << e.path();
+        }
+    }
+    const auto after = snapshot({dir_, model()});
+    EXPECT_TRUE(before == after) << "files under " << dir_ << " or " << model()
+                                 << " were created, removed or changed";
+    if (before != after) {
+      for (const auto& [p, b] : after)
+        if (!before.count(p)) ADD_FAILURE() << "created: " << p;
+        else if (before.at(p) != b) ADD_FAILURE() << "changed: " << p;
+      for (const auto& [p, b] : before)
+        if (!after.count(p)) ADD_FAILURE() << "removed: " << p;
+    }
+    return r;
+  }
+
+  fs::path root_, dir_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Training, listing, inspecting.
+
+TEST_F(PareCli, TrainWroteTinyModel) {
+  for (const char* f : {"config.json", "model.safetensors", "train.json"})
+    EXPECT_TRUE(fs::is_regular_file(model() / f)) << f;
+  json cfg = json::parse(read_file(model() / "config.json"));
+  EXPECT_EQ(cfg["hidden_size"], 32);
+  EXPECT_EQ(cfg["num_hidden_layers"], 2);
+  EXPECT_EQ(cfg["num_attention_heads"], 2);
+  EXPECT_EQ(cfg["intermediate_size"], 64);
+  EXPECT_EQ(cfg["num_labels"], 10);
+  ASSERT_TRUE(cfg.contains("pare") && cfg["pare"]["layers"].is_array()) << cfg.dump(2);
+  EXPECT_EQ(cfg["pare"]["layers"].size(), 2u);
+  json log = json::parse(read_file(model() / "train.json"));
+  EXPECT_EQ(log["params"], 19658) << "hidden 32, 2 layers, intermediate 64, 50 tokens, 10 labels";
+  EXPECT_GT(log["test_accuracy"].get<double>(), 0.0);
+  EXPECT_EQ(log["threads"], 2);
+}
+
+TEST_F(PareCli, PassesListsSliceGptWithOptionsAndDefaults) {
+  Proc r = pare({"passes"});
+  SCOPED_TRACE(describe(r));
+  ASSERT_EQ(r.code, 0);
+  EXPECT_TRUE(r.err.empty());
+  auto ls = lines_of(r.out);
+  auto it = std::find_if(ls.begin(), ls.end(),
+                         [](const std::string& l) { return l.rfind("slicegpt ", 0) == 0; });
+  ASSERT_NE(it, ls.end()) << "no line starting with 'slicegpt '";
+  // Option lines follow the pass line, indented: "  NAME (TYPE, default VALUE[, range ...]): help".
+  std::map<std::string, std::string> opts;
+  for (auto j = std::next(it); j != ls.end() && j->rfind("  ", 0) == 0; ++j) {
+    const std::string body = j->substr(2);
+    const size_t sp = body.find(' ');
+    if (sp != std::string::npos) opts[body.substr(0, sp)] = body.substr(sp + 1);
+  }
+  const std::map<std::string, std::string> want = {
+      {"slicing", "(number, default 0.25"},
+      {"round_to", "(integer, default 8"},
+      {"slice_head", "(bool, default false"},
+      {"damping", "(number, default 0.01"},
+  };
+  for (const auto& [name, prefix] : want) {
+    ASSERT_TRUE(opts.count(name)) << "option " << name << " not listed";
+    EXPECT_EQ(opts[name].rfind(prefix, 0), 0u) << name << ": " << opts[name];
+  }
+  EXPECT_TRUE(contains(opts["slicing"], "range [0")) << opts["slicing"];
+  EXPECT_TRUE(contains(opts["slicing"], "1.000000)")) << "slicing must be listed as [0, 1) "
+                                                      << opts["slicing"];
+}
+
+TEST_F(PareCli, InspectBaselineShowsFullWidth) {
+  Proc r = pare({"inspect", "--model", model().string()});
+  SCOPED_TRACE(describe(r));
+  ASSERT_EQ(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "2 layers, hidden size 32"));
+  auto rows = md_table(r.out, "layer");
+  int blocks = 0;
+  for (auto& row : rows)
+    if (row["layer"].rfind("blk.", 0) == 0) {
+      ++blocks;
+      EXPECT_EQ(row["attn in"], "32") << row["layer"];
+      EXPECT_EQ(row["heads"], "2") << row["layer"];
+      EXPECT_EQ(row["intermediate"], "64") << row["layer"];
+    }
+  EXPECT_EQ(blocks, 2);
+}
+
+// ------------------------------------------------------------------------------------------------
+// compress -> save -> eval / inspect in fresh processes.
+
+TEST_F(PareCli, CompressSliceGptThenEvalAndInspectTheSavedModel) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe), out = dir_ / "out";
+  const auto model_before = snapshot({model()});
+  Proc c = pare(compress_args(model(), recipe, out));
+  SCOPED_TRACE(describe(c));
+  ASSERT_EQ(c.code, 0);
+  for (const char* f : {"model.safetensors", "config.json", "report.json", "report.md"})
+    EXPECT_TRUE(fs::is_regular_file(out / f)) << f;
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_FALSE(contains(e.path().filename().string(), ".partial.")) << e.path();
+  EXPECT_TRUE(snapshot({model()}) == model_before) << "compress changed its input model";
+
+  // report.json: a baseline and a slicegpt row; the sliced model is smaller and cheaper.
+  json rep = json::parse(read_file(out / "report.json"));
+  ASSERT_TRUE(rep.contains("stages") && rep["stages"].is_array()) << rep.dump(2);
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  const json& base = rep["stages"][0];
+  const json& sliced = rep["stages"][1];
+  EXPECT_EQ(base["stage"], "baseline");
+  EXPECT_EQ(sliced["stage"], "slicegpt");
+  EXPECT_EQ(base["params"], 19658);
+  EXPECT_LT(sliced["params"].get<int64_t>(), base["params"].get<int64_t>());
+  EXPECT_LT(sliced["flops_per_image"].get<int64_t>(), base["flops_per_image"].get<int64_t>());
+  EXPECT_LT(sliced["bytes"].get<int64_t>(), base["bytes"].get<int64_t>());
+  for (const auto& l : sliced["layers"])
+    if (l["name"].get<std::string>().rfind("blk.", 0) == 0) {
+      EXPECT_EQ(l["attn_in"], 24) << l;
+    }
+  EXPECT_EQ(rep["calibration"]["samples"], 64);
+  EXPECT_EQ(rep["recipe_resolved"]["eval"]["limit"], 500);
+
+  // stdout: the Markdown stage table, the same figures as report.json.
+  EXPECT_TRUE(contains(c.out, "| stage | accuracy %")) << "no Markdown table on stdout";
+  auto table = md_table(c.out, "stage");
+  ASSERT_EQ(table.size(), 2u);
+  EXPECT_EQ(table[0]["stage"], "baseline");
+  EXPECT_EQ(table[1]["stage"], "slicegpt");
+  char acc[32];
+  std::snprintf(acc, sizeof acc, "%.2f", sliced["accuracy"].get<double>());
+  EXPECT_EQ(table[1]["accuracy %"], acc);
+  EXPECT_EQ(table[1]["params"], std::to_string(sliced["params"].get<int64_t>()));
+  const std::string md = read_file(out / "report.md");
+  EXPECT_TRUE(contains(md, "# pare compression report"));
+  EXPECT_TRUE(contains(md, "| slicegpt | " + std::string(acc) + " |")) << md;
+
+  // eval in a fresh process: every dimension comes from the saved config.json, the accuracy on the
+  // same 500 images must be the slicegpt row's.
+  const fs::path eval_json = dir_ / "eval.json";
+  Proc e = pare({"eval", "--model", out.string(), "--limit", "500", "--latency-batches", "1",
+                "--json", eval_json.string()});
+  SCOPED_TRACE(describe(e));
+  ASSERT_EQ(e.code, 0);
+  EXPECT_TRUE(contains(e.out, "accuracy on 500 test images"));
+  auto erows = md_table(e.out, "stage");
+  ASSERT_EQ(erows.size(), 1u);
+  EXPECT_EQ(erows[0]["stage"], out.string());
+  EXPECT_EQ(erows[0]["accuracy %"], acc) << "eval of the saved model disagrees with report.json";
+  EXPECT_EQ(erows[0]["params"], std::to_string(sliced["params"].get<int64_t>()));
+  ASSERT_TRUE(fs::is_regular_file(eval_json));
+  json ej = json::parse(read_file(eval_json));
+  EXPECT_DOUBLE_EQ(ej["accuracy"].get<double>(), sliced["accuracy"].get<double>());
+  EXPECT_EQ(ej["params"], sliced["params"]);
+  EXPECT_EQ(ej["flops_per_image"], sliced["flops_per_image"]);
+  EXPECT_EQ(ej["bytes"], sliced["bytes"]);
+
+  // inspect: the attention input of every block is 24 wide (32 x 0.75, rounded down to 8).
+  Proc i = pare({"inspect", "--model", out.string()});
+  SCOPED_TRACE(describe(i));
+  ASSERT_EQ(i.code, 0);
+  auto irows = md_table(i.out, "layer");
+  int blocks = 0;
+  for (auto& row : irows)
+    if (row["layer"].rfind("blk.", 0) == 0) {
+      ++blocks;
+      EXPECT_EQ(row["attn in"], "24") << row["layer"];
+      EXPECT_EQ(row["mlp in"], "24") << row["layer"];
+    }
+  EXPECT_EQ(blocks, 2);
+  EXPECT_TRUE(contains(i.out, "params " + std::to_string(sliced["params"].get<int64_t>())));
+  EXPECT_TRUE(contains(i.out, "history:")) << "the saved config keeps the pass history";
+}
+
+TEST_F(PareCli, BudgetNotMetExitsOneAndStillWritesOutputs) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe), out = dir_ / "out";
+  auto args = compress_args(model(), recipe, out);
+  args.insert(args.end(), {"--set", "budget.accuracy.min=99.9"});
+  Proc r = pare(args);
+  SCOPED_TRACE(describe(r));
+  EXPECT_EQ(r.code, 1);
+  auto ls = lines_of(r.out);
+  auto it = std::find_if(ls.begin(), ls.end(), [](const std::string& l) {
+    return contains(l, "BUDGET NOT MET");
+  });
+  ASSERT_NE(it, ls.end());
+  EXPECT_TRUE(contains(*it, "accuracy")) << *it;
+  EXPECT_TRUE(contains(*it, "99.9")) << *it;
+  for (const char* f : {"model.safetensors", "config.json", "report.json", "report.md"})
+    EXPECT_TRUE(fs::is_regular_file(out / f)) << f;
+  json rep = json::parse(read_file(out / "report.json"));
+  EXPECT_EQ(rep["budget"]["ok"], false);
+  EXPECT_TRUE(contains(rep["budget"]["message"].get<std::string>(), "accuracy"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Bad model input: exit 2, one line naming the file, nothing written.
+
+TEST_F(PareCli, MissingModelFolder) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path missing = dir_ / "no-such-model";
+  expect_rejected(compress_args(missing, recipe, dir_ / "out"), {missing.string(), "not found"});
+  expect_rejected({"eval", "--model", missing.string(), "--limit", "10"}, {missing.string()});
+  expect_rejected({"inspect", "--model", missing.string()}, {missing.string()});
+}
+
+TEST_F(PareCli, ModelFolderWithoutSafetensors) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = dir_ / "model";
+  fs::create_directories(m);
+  fs::copy_file(model() / "config.json", m / "config.json");
+  expect_rejected(compress_args(m, recipe, dir_ / "out"), {(m / "model.safetensors").string()});
+  expect_rejected({"inspect", "--model", m.string()}, {"model.safetensors"});
+}
+
+TEST_F(PareCli, TruncatedSafetensors) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  fs::resize_file(m / "model.safetensors", fs::file_size(m / "model.safetensors") / 2);
+  expect_rejected(compress_args(m, recipe, dir_ / "out"), {(m / "model.safetensors").string()});
+  expect_rejected({"eval", "--model", m.string(), "--limit", "10"}, {"model.safetensors"});
+}
+
+TEST_F(PareCli, SafetensorsHeaderLengthHuge) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  std::string bytes = read_file(m / "model.safetensors");
+  const uint64_t huge = uint64_t(1) << 60;
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((huge >> (8 * i)) & 0xff);
+  write_file(m / "model.safetensors", bytes);
+  expect_rejected(compress_args(m, recipe, dir_ / "out"), {"model.safetensors", "header length"});
+}
+
+TEST_F(PareCli, SafetensorsDataOffsetsPastTheEnd) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  RawSafetensors st = split_safetensors(read_file(m / "model.safetensors"));
+  std::string victim;
+  for (auto it = st.header.begin(); it != st.header.end(); ++it)
+    if (it.key() != "__metadata__") victim = it.key();  // the last tensor
+  ASSERT_FALSE(victim.empty());
+  const uint64_t begin = st.header[victim]["data_offsets"][0].get<uint64_t>();
+  st.header[victim]["data_offsets"] = {begin, st.data.size() + 64};
+  write_file(m / "model.safetensors", join_safetensors(st.header, st.data));
+  expect_rejected(compress_args(m, recipe, dir_ / "out"),
+                  {"model.safetensors", "data_offsets", victim});
+}
+
+TEST_F(PareCli, ConfigDisagreesWithWeights) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  json cfg = json::parse(read_file(m / "config.json"));
+  cfg["hidden_size"] = 48;
+  cfg.erase("pare");  // per-layer dims then follow hidden_size
+  write_file(m / "config.json", cfg.dump(2));
+  Proc r = expect_rejected(compress_args(m, recipe, dir_ / "out"), {"expected"});
+  // The message names a tensor of the checkpoint.
+  std::smatch sm;
+  ASSERT_TRUE(std::regex_search(r.err, sm, std::regex("tensor '([^']+)'"))) << r.err;
+  RawSafetensors st = split_safetensors(read_file(m / "model.safetensors"));
+  EXPECT_TRUE(st.header.contains(sm[1].str())) << sm[1].str() << " is not a tensor of the file";
+  expect_rejected({"inspect", "--model", m.string()}, {"expected", sm[1].str()});
+}
+
+TEST_F(PareCli, ConfigIsNotJson) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  write_file(m / "config.json", "{ this is not json\n  \"hidden_size\": 32\n");
+  expect_rejected(compress_args(m, recipe, dir_ / "out"), {(m / "config.json").string()});
+  expect_rejected({"inspect", "--model", m.string()}, {"config.json", "JSON"});
+}
+
+TEST_F(PareCli, MissingDataset) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  auto args = compress_args(model(), recipe, dir_ / "out");
+  args.insert(args.end(), {"--data", "/nonexistent"});
+  expect_rejected(args, {"/nonexistent"});
+  expect_rejected({"eval", "--model", model().string(), "--data", "/nonexistent"},
+                  {"/nonexistent"});
+}
+
+// The calibration images come from the train split, which only the pass reads: a data folder
+// holding just the test split fails after the weights are loaded and the output is staged. It must
+// still exit 2 with one line (--quiet: no progress lines) and leave no output or staging folder.
+TEST_F(PareCli, MissingTrainSplitForCalibration) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path data = dir_ / "test-split-only";
+  fs::create_directories(data);
+  for (const char* f : {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(fs::path("/usr/share/datasets/fashion-mnist") / f, data / f);
+  auto args = compress_args(model(), recipe, dir_ / "out");
+  args.insert(args.end(), {"--data", data.string(), "--quiet"});
+  expect_rejected(args, {data.string(), "train-images-idx3-ubyte"});
+}
+
+// Usage errors (CLI11 parse errors) are bad input too: exit 2, one "pare: error:" line.
+TEST_F(PareCli, UsageErrors) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  {
+    SCOPED_TRACE("missing --recipe");
+    expect_rejected({"compress", "--model", model().string(), "--out", (dir_ / "out").string()},
+                    {"--recipe"});
+  }
+  {
+    SCOPED_TRACE("unknown option");
+    auto args = compress_args(model(), recipe, dir_ / "out");
+    args.push_back("--bogus");
+    expect_rejected(args, {"--bogus"});
+  }
+  {
+    SCOPED_TRACE("--limit abc");
+    expect_rejected({"eval", "--model", model().string(), "--limit", "abc"}, {"--limit", "abc"});
+  }
+  {
+    SCOPED_TRACE("no subcommand");
+    expect_rejected({}, {"subcommand"});
+  }
+}
+
+// eval's sizes: --limit is -1 (all) or positive, latency batch sizes are positive (as in recipes).
+TEST_F(PareCli, EvalRejectsBadSizes) {
+  const std::string m = model().string();
+  for (const char* limit : {"0", "-7"}) {
+    SCOPED_TRACE(std::string("--limit ") + limit);
+    expect_rejected({"eval", "--model", m, "--limit", limit, "--latency-batches", "1"},
+                    {"--limit"});
+  }
+  {
+    SCOPED_TRACE("--latency-batches 0");
+    expect_rejected({"eval", "--model", m, "--limit", "10", "--latency-batches", "0"},
+                    {"--latency-batches"});
+  }
+  {
+    SCOPED_TRACE("--batch-size 0");
+    expect_rejected({"eval", "--model", m, "--limit", "10", "--batch-size", "0"},
+                    {"--batch-size"});
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Bad recipes: exit 2, one line naming the recipe and the key path, checked before any weights
+// load (the model path given does not exist).
+
+class PareCliRecipe : public PareCli {
+ protected:
+  // compress with `recipe_text` and a model folder that does not exist: the message must be about
+  // the recipe (it is validated first).
+  Proc reject_recipe(const std::string& recipe_text, const std::vector<std::string>& needles,
+                     const std::vector<std::string>& extra_args = {}) {
+    const fs::path recipe = write("recipe.yaml", recipe_text);
+    auto args = compress_args(dir_ / "no-such-model", recipe, dir_ / "out");
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<std::string> all = needles;
+    all.push_back(recipe.string());
+    Proc r = expect_rejected(args, all);
+    EXPECT_FALSE(contains(r.err, "no-such-model")) << "the model was looked at before the recipe";
+    return r;
+  }
+};
+
+TEST_F(PareCliRecipe, UnknownPass) {
+  reject_recipe("pipeline:\n  - pass: slicegptt\n    slicing: 0.2\n",
+                {"/pipeline/0/pass", "unknown pass", "slicegptt"});
+}
+
+TEST_F(PareCliRecipe, UnknownPassIsReportedBeforeTheModelEvenWithAGoodModel) {
+  const fs::path recipe = write("recipe.yaml", "pipeline:\n  - pass: nosuchpass\n");
+  expect_rejected(compress_args(model(), recipe, dir_ / "out"),
+                  {recipe.string(), "/pipeline/0/pass", "unknown pass"});
+}
+
+TEST_F(PareCliRecipe, UnknownKeyInPass) {
+  reject_recipe("pipeline:\n  - pass: slicegpt\n    slicingg: 0.2\n",
+                {"/pipeline/0/slicingg", "unknown key"});
+}
+
+TEST_F(PareCliRecipe, SlicingOutOfRange) {
+  for (const char* v : {"1.5", "-0.1", "1.0", "1"}) {
+    SCOPED_TRACE(std::string("slicing: ") + v);
+    reject_recipe(std::string("pipeline:\n  - pass: slicegpt\n    slicing: ") + v + "\n",
+                  {"/pipeline/0/slicing", "[0, 1)"});
+  }
+}
+
+TEST_F(PareCliRecipe, SlicingOutOfRangeThroughSet) {
+  reject_recipe(kSliceRecipe, {"/pipeline/0/slicing", "[0, 1)", "1.5"},
+                {"--set", "pipeline.0.slicing=1.5"});
+}
+
+TEST_F(PareCliRecipe, TwoProblemsReportedInOneLine) {
+  reject_recipe("pipeline:\n  - pass: nosuchpass\n  - pass: slicegpt\n    slicing: 1.5\n",
+                {"/pipeline/0/pass", "unknown pass", "/pipeline/1/slicing", "[0, 1)", "2 problem"});
+}
+
+TEST_F(PareCliRecipe, EvalLimitZero) {
+  reject_recipe(kSliceRecipe, {"/eval/limit"}, {"--set", "eval.limit=0"});
+}
+
+TEST_F(PareCliRecipe, NotValidYaml) {
+  Proc r =
+      reject_recipe("pipeline:\n  - pass: slicegpt\n    slicing: [0.25\nbudget: {\n", {"line "});
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("line [0-9]+"))) << r.err;
+}
+
+TEST_F(PareCliRecipe, MissingRecipeFile) {
+  const fs::path missing = dir_ / "no-such-recipe.yaml";
+  expect_rejected(compress_args(model(), missing, dir_ / "out"), {missing.string()});
+}
+
+TEST_F(PareCliRecipe, MalformedSet) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  for (const char* bad : {"nokey", "=0.3", "pipeline.7.slicing=0.3", "pipeline.x.slicing=0.3"}) {
+    SCOPED_TRACE(std::string("--set ") + bad);
+    auto args = compress_args(dir_ / "no-such-model", recipe, dir_ / "out");
+    args.insert(args.end(), {"--set", bad});
+    Proc r = expect_rejected(args, {"--set"});
+    EXPECT_FALSE(contains(r.err, "no-such-model"));
+  }
+}
+
+}  // namespace
