@@ -4,10 +4,12 @@
 // can be inspected); exit 2 on bad input, with nothing written under OUT.
 #include <ATen/Parallel.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "checkpoint.h"
 #include "commands.h"
+#include "error.h"
 #include "fileio.h"
 #include "pipeline.h"
 
@@ -34,7 +36,15 @@ Runner add_compress(CLI::App& app, Common&) {
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
     };
+    if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
     ImageDataset test = load_fashion_mnist(r.data_dir, "test");
+    {
+      std::error_code ec;
+      PARE_CHECK(!std::filesystem::exists(a->out) ||
+                     !std::filesystem::equivalent(a->out, a->model, ec),
+                 a->out, ": --out is the input model folder; inputs are never modified, choose ",
+                 "another folder");
+    }
     Model m = load_model(a->model);
     StagedDir out(a->out);
     nlohmann::json inputs = {{"model", a->model},

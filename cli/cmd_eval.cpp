@@ -30,7 +30,11 @@ Runner add_eval(CLI::App& app, Common&) {
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
   return [a]() -> int {
-    PARE_CHECK(a->batch > 0, "--batch-size must be positive");
+    PARE_CHECK(a->batch > 0, "--batch-size: expected a positive integer, got ", a->batch);
+    PARE_CHECK(a->limit == -1 || a->limit > 0, "--limit: expected -1 (all) or a positive integer, got ",
+               a->limit);
+    for (int64_t b : a->latency)
+      PARE_CHECK(b > 0, "--latency-batches: expected positive batch sizes, got ", b);
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model m = load_model(a->model);
     EvalSettings e;
@@ -92,8 +96,8 @@ Runner add_passes(CLI::App& app, Common&) {
         }
         std::cout << ", default " << o.default_value.dump();
         if (o.min || o.max)
-          std::cout << ", range " << (o.min ? "[" + std::to_string(*o.min) : std::string("(-inf"))
-                    << ", " << (o.max ? std::to_string(*o.max) : std::string("inf"))
+          std::cout << ", range " << (o.min ? "[" + concat(*o.min) : std::string("(-inf"))
+                    << ", " << (o.max ? concat(*o.max) : std::string("inf"))
                     << (o.max && o.max_inclusive ? "]" : ")");
         std::cout << "): " << o.help << "\n";
       }

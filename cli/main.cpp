@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "pare: " << e.what() << " (see pare --help)\n";
+    std::cerr << "pare: error: " << e.what() << " (see pare --help)\n";
     return 2;
   }
   try {

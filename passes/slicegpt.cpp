@@ -29,6 +29,7 @@
 namespace pare {
 
 int64_t sliced_width(int64_t hidden, double slicing, int64_t round_to) {
+  if (slicing <= 0.0) return hidden;
   int64_t d = static_cast<int64_t>(std::floor((1.0 - slicing) * double(hidden) + 1e-9));
   if (round_to > 1) d = (d / round_to) * round_to;
   return std::max<int64_t>(std::min(d, hidden), std::min(round_to, hidden));

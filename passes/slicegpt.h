@@ -18,7 +18,7 @@ struct SliceGptOptions {
 void fold_layernorms(Model& m);
 
 // Width kept for a slicing ratio: floor((1 - slicing)·D) rounded down to a multiple of round_to
-// (never below round_to, never above D).
+// (never below round_to, never above D; slicing 0 keeps D).
 int64_t sliced_width(int64_t hidden, double slicing, int64_t round_to);
 
 // Runs SliceGPT on a ViT with the given calibration images [n, C, H, W]. Returns per-site

@@ -57,6 +57,10 @@ StagedDir::StagedDir(std::string final_path) : final_(std::move(final_path)) {
   fs::path parent = fs::path(final_).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
+    fs::path first = parent;
+    while (!first.parent_path().empty() && !fs::exists(first.parent_path()))
+      first = first.parent_path();
+    if (!fs::exists(first)) created_parent_ = first.string();
     fs::create_directories(parent, ec);
     PARE_CHECK(!ec, final_, ": cannot create parent folder: ", ec.message());
   }
@@ -73,6 +77,7 @@ StagedDir::~StagedDir() {
   if (!committed_) {
     std::error_code ec;
     fs::remove_all(staging_, ec);
+    if (!created_parent_.empty()) fs::remove_all(created_parent_, ec);
   }
 }
 

@@ -36,6 +36,7 @@ class StagedDir {
 
  private:
   std::string final_, staging_;
+  std::string created_parent_;  // first parent folder this object created (removed on failure)
   bool committed_ = false;
 };
 

@@ -17,7 +17,7 @@ std::string read_maybe_gz(const std::string& path) {
   int n;
   while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, n);
   int err = 0;
-  const char* msg = gzerror(f, &err);
+  const std::string msg = gzerror(f, &err);  // copied: gzclose frees it
   gzclose(f);
   PARE_CHECK(n == 0 && err == Z_OK, path, ": read failed (", msg, "); truncated or corrupt");
   return out;
@@ -39,6 +39,13 @@ std::string find(const std::string& dir, const std::string& stem) {
 
 }  // namespace
 
+void require_fashion_mnist(const std::string& dir, const std::string& split) {
+  PARE_CHECK(std::filesystem::is_directory(dir), dir, ": data folder not found");
+  const std::string prefix = split == "train" ? "train" : "t10k";
+  find(dir, prefix + "-images-idx3-ubyte");
+  find(dir, prefix + "-labels-idx1-ubyte");
+}
+
 ImageDataset load_fashion_mnist(const std::string& dir, const std::string& split) {
   PARE_CHECK(split == "train" || split == "test", "split must be train or test, got '", split, "'");
   PARE_CHECK(std::filesystem::is_directory(dir), dir, ": data folder not found");
@@ -51,9 +58,16 @@ ImageDataset load_fashion_mnist(const std::string& dir, const std::string& split
   PARE_CHECK(lb.size() >= 8 && be32(lb, 0) == 2049, lp,
              ": bad header: expected idx1 magic 2049 at offset 0");
   const int64_t n = be32(im, 4), h = be32(im, 8), w = be32(im, 12), nl = be32(lb, 4);
+  PARE_CHECK(h > 0 && w > 0 && h <= 65536 && w <= 65536, ip, ": image size ", h, "x", w,
+             " at offset 8 is out of range (expected 1..65536)");
+  {
+    const unsigned __int128 need = 16 + static_cast<unsigned __int128>(n) * h * w;
+    std::string need_s;
+    for (unsigned __int128 v = need; v > 0; v /= 10) need_s.insert(need_s.begin(), char('0' + int(v % 10)));
+    PARE_CHECK(need == im.size(), ip, ": expected ", need_s, " bytes for ", n, " images of ", h,
+               "x", w, ", got ", im.size(), " (truncated or corrupt)");
+  }
   PARE_CHECK(n == nl, ip, ": ", n, " images but ", lp, " has ", nl, " labels");
-  PARE_CHECK(static_cast<int64_t>(im.size()) == 16 + n * h * w, ip, ": expected ", 16 + n * h * w,
-             " bytes for ", n, " images of ", h, "x", w, ", got ", im.size());
   PARE_CHECK(static_cast<int64_t>(lb.size()) == 8 + n, lp, ": expected ", 8 + n, " bytes, got ",
              lb.size());
   ImageDataset d;

@@ -23,6 +23,9 @@ struct ImageDataset {
 // magic number, counts that disagree between images and labels, or a truncated file.
 ImageDataset load_fashion_mnist(const std::string& dir, const std::string& split);
 
+// Checks that a split's two idx files exist (cheap; used before loading weights).
+void require_fashion_mnist(const std::string& dir, const std::string& split);
+
 // uint8 images -> float, (x/255 - mean)/std per channel.
 torch::Tensor normalize_images(const torch::Tensor& images_u8, const std::vector<double>& mean,
                                const std::vector<double>& std);

@@ -75,6 +75,7 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
     r.eval.latency_batches = e.int_list("latency_batches", {1, 256});
     r.eval.latency_reps = e.integer("latency_reps", 10, 1, 10000);
     r.eval.limit = e.integer("limit", -1, -1);
+    if (r.eval.limit == 0) e.problem("limit", "expected -1 (all) or a positive integer, got 0");
     e.reject_unknown();
   }
   {
@@ -184,7 +185,7 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows) {
          fmt("%+.2f", r.accuracy - rows.front().accuracy) + " | " + std::to_string(r.params) +
          " | " + human(double(r.flops)) + " | " + std::to_string(r.bytes) + " |";
     for (const auto& [b, ms] : r.latency_ms) s += " " + fmt("%.2f", ms) + " |";
-    s += " " + (r.stage == "baseline" ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
+    s += " " + (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
   }
   return s;
 }

@@ -105,7 +105,7 @@ void apply_overrides(nlohmann::json& j, const std::vector<std::string>& sets) {
       start = dot + 1;
     }
     try {
-      *cur = scalar_to_json(YAML::Load(value));
+      *cur = to_json(YAML::Load(value));
     } catch (const YAML::Exception& e) {
       throw InputError(concat("--set '", s, "': ", e.msg));
     }

@@ -96,17 +96,20 @@ SafetensorsFile read_safetensors(const std::string& path) {
     PARE_CHECK(b <= en && en <= data_size, path, ": tensor '", name, "': data_offsets [", b, ", ",
                en, "] lie outside the ", data_size, "-byte data buffer (file truncated?)");
     PARE_CHECK(en - b == static_cast<uint64_t>(numel * dt->size), path, ": tensor '", name,
-               "': data_offsets span ", en - b, " bytes but dtype ", dt->name, " shape [",
-               e["shape"].dump(), "] needs ", numel * dt->size);
+               "': data_offsets span ", en - b, " bytes but dtype ", dt->name, " shape ",
+               e["shape"].dump(), " needs ", numel * dt->size);
     ranges.emplace_back(b, en);
     torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
     if (numel > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + b, en - b);
     out.tensors.emplace(name, std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    PARE_CHECK(ranges[i].first >= ranges[i - 1].second || ranges[i].first == ranges[i].second,
-               path, ": tensors overlap at data offset ", ranges[i].first);
+  uint64_t max_end = 0;
+  for (const auto& [b, e] : ranges) {
+    if (b == e) continue;  // empty tensors occupy no bytes
+    PARE_CHECK(b >= max_end, path, ": tensors overlap at data offset ", b);
+    max_end = e;
+  }
   return out;
 }
 

@@ -155,7 +155,7 @@ TEST_F(ImagesBadInput, TruncatedGzipFile) {
 // calculation overflowed"), not InputError. Fix: check h, w <= 2^16 (or n·h·w via division
 // against the file size: `h * w == 0 || n <= (size - 16) / (h * w)`) before multiplying.
 // Enable with the fix.
-TEST_F(ImagesBadInput, DISABLED_HeaderDimensionsWhoseProductOverflows) {
+TEST_F(ImagesBadInput, HeaderDimensionsWhoseProductOverflows) {
   write(idx3(65536, 1u << 24, 1u << 24, {}), idx1(std::vector<uint8_t>(65536, 0)));
   EXPECT_THAT(load_error(), HasSubstr(ip()));
 }

@@ -115,7 +115,7 @@ TEST(Recipe, ApplyOverrides) {
 // goes through scalar_to_json, which reads Scalar() of a sequence node (""), so the key silently
 // becomes null. Fix: convert with to_json(YAML::Load(value)) (or reject non-scalars with an
 // InputError). Enable this test with the fix.
-TEST(Recipe, DISABLED_OverrideWithListOrMapValue) {
+TEST(Recipe, OverrideWithListOrMapValue) {
   json j = json::parse(kJson);
   apply_overrides(j, {"pipeline.1.keep=[4, 5]", "budget.accuracy={min: 85}"});
   EXPECT_EQ(j["pipeline"][1]["keep"], json::array({4, 5}));
