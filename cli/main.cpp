@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
       {"inspect", pare::cli::add_inspect(app, common)},
       {"train", pare::cli::add_train(app, common)},
       {"passes", pare::cli::add_passes(app, common)},
+      {"bench", pare::cli::add_bench(app, common)},
   };
   try {
     app.parse(argc, argv);
