@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "builtin.h"
+#include "checkpoint.h"
 #include "error.h"
+#include "safetensors.h"
+#include "evaluate.h"
 #include "vit.h"
 #include "slicegpt.h"
 
@@ -117,7 +120,7 @@ TEST(SliceGpt, SliceHeadSlicesClassifierInput) {
 }
 
 // Parameters after slicing against a count by hand from the shapes SliceGPT must produce.
-TEST(SliceGpt, ParamsAndFlopsFallWithSlicing) {
+TEST(SliceGpt, ParamsAndFlopsAfterSlicingMatchHandCount) {
   Model m = tiny_model(5);
   int64_t p0 = m.num_params();
   SliceGptOptions o;
@@ -132,6 +135,13 @@ TEST(SliceGpt, ParamsAndFlopsFallWithSlicing) {
   int64_t head = 5 * D + 5;
   EXPECT_EQ(m.num_params(), emb + layer(d) + layer(D) + head);
   EXPECT_LT(m.num_params(), p0);
+  // FLOPs = 2 x MACs: patch projection on N = 4 patches, per layer Q/K/V/O, MLP, QK^T and AV
+  // (4 heads x 8), both shortcuts, classifier on CLS.
+  const int64_t N = 4, H = 4, hd = 8;
+  auto layer_macs = [&](int64_t next) {
+    return T * (3 * D * d + d * D + I * d + next * I) + 2 * H * T * T * hd + T * (d * d + d * next);
+  };
+  EXPECT_EQ(model_flops(m), 2 * (N * P * d + layer_macs(d) + layer_macs(D) + 5 * D));
 }
 
 TEST(SliceGpt, RefusesAnAlreadySlicedModel) {
@@ -159,6 +169,37 @@ TEST(PassTable, SlicegptOptionsValidatedWithPaths) {
   PassTable::global().resolve({{"pass", "slicegtp"}}, "/pipeline/1", problems);
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_NE(problems[0].find("unknown pass 'slicegtp'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pare
+
+namespace pare {
+namespace {
+
+std::string fixtures_dir() {
+  const char* e = std::getenv("PARE_FIXTURES");
+  return e ? e : std::string(PARE_SOURCE_DIR) + "/tests/fixtures";
+}
+
+// Against tests/fixtures/make_slicegpt_reference.py: an independent Python implementation of
+// SliceGPT (python3-torch) on the tiny HF ViT fixture, same calibration images.
+TEST(SliceGpt, MatchesIndependentPythonReference) {
+  SafetensorsFile io = read_safetensors(fixtures_dir() + "/tiny_vit_slicegpt.safetensors");
+  for (auto [slicing, head, key] : {std::tuple{0.5, false, "logits_s0.5_head0"},
+                                    std::tuple{0.5, true, "logits_s0.5_head1"},
+                                    std::tuple{0.25, false, "logits_s0.25_head0"}}) {
+    Model m = load_model(fixtures_dir() + "/tiny_vit");
+    SliceGptOptions o;
+    o.slicing = slicing;
+    o.slice_head = head;
+    slice_gpt(m, io.tensors.at("calibration"), o, 16, [](const std::string&) {});
+    torch::NoGradGuard ng;
+    torch::Tensor got = m.forward(io.tensors.at("images"));
+    torch::Tensor want = io.tensors.at(key);
+    EXPECT_LT(((got - want).norm() / want.norm()).item<double>(), 1e-4) << key << "\n" << got
+                                                                        << "\n" << want;
+  }
 }
 
 }  // namespace
