@@ -40,7 +40,7 @@ Runner add_train(CLI::App& app, Common& common) {
                ": /model: expected a mapping with the architecture");
     ArchConfig cfg = config_from_json(r["model"], a->recipe + ": /model");
     TrainOptions o;
-    std::string out;
+    std::string out, init_from;
     {
       FieldReader t(r.value("train", nlohmann::json::object()), "/train", problems);
       o.epochs = static_cast<int>(t.integer("epochs", 1, 1, 10000));
@@ -56,6 +56,7 @@ Runner add_train(CLI::App& app, Common& common) {
       o.limit_train = t.integer("limit_train", -1, -1);
       o.log_every = t.integer("log_every", 50, 0);
       out = t.string("out", "");
+      init_from = t.string("init_from", "");
       t.reject_unknown();
     }
     std::string data_dir = kDefaultFashionMnistDir;
@@ -73,12 +74,23 @@ Runner add_train(CLI::App& app, Common& common) {
     ImageDataset train = load_fashion_mnist(data_dir, "train");
     ImageDataset test = load_fashion_mnist(data_dir, "test");
     Model m = family_by_name(cfg.family).init(cfg, o.seed);
+    if (!init_from.empty()) {
+      // Continue training a saved model (a second stage with its own schedule); its config must
+      // match the recipe's model: section.
+      Model start = load_model(init_from);
+      PARE_CHECK(start.config.layers == m.config.layers && start.config.norm == m.config.norm &&
+                     start.config.num_labels == m.config.num_labels,
+                 a->recipe, ": /train/init_from: ", init_from,
+                 " does not have the architecture of /model");
+      m = std::move(start);
+    }
     std::cerr << "train: " << cfg.family << " with " << m.num_params() << " params, "
               << model_flops(m) << " FLOPs/image, " << at::get_num_threads() << " threads\n";
     TrainResult res = train_classifier(m, train, &test, o);
     AccuracyResult acc = evaluate_accuracy(m, test, 500);
     m.config.history.push_back({{"step", "train"},
                                 {"recipe", a->recipe},
+                                {"init_from", init_from},
                                 {"epochs", o.epochs},
                                 {"seed", o.seed},
                                 {"seconds", res.seconds},
