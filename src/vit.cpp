@@ -28,12 +28,23 @@ using Shape = std::vector<int64_t>;
 torch::Tensor norm(const Model& m, const std::string& slot, const torch::Tensor& x) {
   const ArchConfig& c = m.config;
   if (c.norm == "rmsnorm") {
-    // Folded LayerNorm (SliceGPT): x · rsqrt(Σx²/D + eps), D the original hidden size.
-    return x * at::rsqrt(x.pow(2).sum(-1, true) / static_cast<double>(c.hidden_size) +
-                         c.layer_norm_eps);
+    // Folded LayerNorm (SliceGPT): x · rsqrt(Σx²/D + eps), D the original hidden size. One
+    // reduction and one multiply over x; the rest works on the [..., 1] scale.
+    torch::Tensor sq = at::linalg_vector_norm(x, 2, {-1}, true).square_();
+    return x * sq.div_(static_cast<double>(c.hidden_size)).add_(c.layer_norm_eps).rsqrt_();
   }
   return at::layer_norm(x, {x.size(-1)}, m.at(slot + ".weight"), m.at(slot + ".bias"),
                         c.layer_norm_eps);
+}
+
+// Residual update: x·S + out with a SliceGPT shortcut S (one GEMM that accumulates into out),
+// x + out without.
+torch::Tensor add_residual(const Model& m, const std::string& shortcut, const torch::Tensor& x,
+                           const torch::Tensor& out) {
+  if (!m.config.shortcuts) return x + out;
+  const torch::Tensor& S = m.at(shortcut);
+  return at::addmm(out.reshape({-1, S.size(1)}), x.reshape({-1, S.size(0)}), S)
+      .view({x.size(0), x.size(1), S.size(1)});
 }
 
 class VitFamily : public Family {
@@ -195,10 +206,8 @@ class VitFamily : public Family {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l, s.x);
-    torch::Tensor residual =
-        m.config.shortcuts ? at::matmul(s.x, m.at(b + "attn_shortcut")) : s.x;
     if (d.heads == 0) {
-      s.x = residual + m.at(b + "attn_o.bias");
+      s.x = add_residual(m, b + "attn_shortcut", s.x, m.at(b + "attn_o.bias").expand({s.x.size(0), s.x.size(1), d.mlp_in}));
       return;
     }
     torch::Tensor h = norm(m, b + "attn_norm", s.x);
@@ -211,21 +220,21 @@ class VitFamily : public Family {
     torch::Tensor probs = at::softmax(scores, -1);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
     torch::Tensor ctx = at::matmul(probs, v).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
-    s.x = residual + m.linear(b + "attn_o").forward(ctx);
+    s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
   }
 
   void mlp(const Model& m, int64_t l, ForwardState& s) const override {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
-    torch::Tensor residual = m.config.shortcuts ? at::matmul(s.x, m.at(b + "ffn_shortcut")) : s.x;
     if (d.intermediate_size == 0) {
-      s.x = residual + m.at(b + "ffn_down.bias");
+      const int64_t next = m.config.site_dim(2 * l + 2);
+      s.x = add_residual(m, b + "ffn_shortcut", s.x, m.at(b + "ffn_down.bias").expand({s.x.size(0), s.x.size(1), next}));
       return;
     }
     torch::Tensor h = norm(m, b + "ffn_norm", s.x);
     h = at::gelu(m.linear(b + "ffn_up").forward(h));
-    s.x = residual + m.linear(b + "ffn_down").forward(h);
+    s.x = add_residual(m, b + "ffn_shortcut", s.x, m.linear(b + "ffn_down").forward(h));
   }
 
   torch::Tensor head(const Model& m, ForwardState& s) const override {
