@@ -44,6 +44,10 @@ Runner add_compress(CLI::App& app, Common&) {
                      !std::filesystem::equivalent(a->out, a->model, ec),
                  a->out, ": --out is the input model folder; inputs are never modified, choose ",
                  "another folder");
+      const std::string o = std::filesystem::weakly_canonical(a->out, ec).string() + "/";
+      const std::string mdl = std::filesystem::weakly_canonical(a->model, ec).string() + "/";
+      PARE_CHECK(o.rfind(mdl, 0) != 0 && mdl.rfind(o, 0) != 0, a->out,
+                 ": --out must not be inside the input model folder or contain it");
     }
     Model m = load_model(a->model);
     StagedDir out(a->out);

@@ -127,6 +127,8 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   for (int64_t s = 0; s < m.config.num_sites(); ++s)
     PARE_CHECK(m.config.site_dim(s) == D, "slicegpt: residual width at site ", s, " is ",
                m.config.site_dim(s), ", expected hidden_size ", D);
+  PARE_CHECK(o.round_to <= D, "slicegpt: round_to (", o.round_to, ") exceeds hidden_size (", D,
+             "); nothing could be sliced");
   const int64_t d = sliced_width(D, o.slicing, o.round_to);
   torch::NoGradGuard ng;
   m.to_dtype(torch::kFloat64);

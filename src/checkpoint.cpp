@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "error.h"
@@ -66,6 +67,19 @@ StagedDir::StagedDir(std::string final_path) : final_(std::move(final_path)) {
   }
   PARE_CHECK(!fs::exists(final_) || fs::is_directory(final_), final_,
              ": exists and is not a folder");
+  if (fs::is_directory(final_)) {
+    // Replace only what pare itself writes: an existing folder holding anything else is refused,
+    // so a mistyped --out never deletes a user's files (or the input model inside it).
+    static const char* kOurs[] = {"config.json", "model.safetensors", "report.json", "report.md",
+                                  "train.json"};
+    for (const auto& e : fs::directory_iterator(final_)) {
+      const std::string n = e.path().filename().string();
+      bool ours = e.is_regular_file() &&
+                  std::any_of(std::begin(kOurs), std::end(kOurs), [&](const char* k) { return n == k; });
+      PARE_CHECK(ours, final_, ": output folder exists and holds '", n,
+                 "', which pare did not write; choose a new or empty folder");
+    }
+  }
   staging_ = final_ + ".partial." + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(staging_, ec);

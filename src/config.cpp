@@ -68,12 +68,22 @@ void ArchConfig::finalize(const std::string& src) {
                src, ": pare.layers[", i, "]: dimensions must be positive");
   }
   PARE_CHECK(out_dim > 0, src, ": pare.out_dim must be positive");
+  if (norm == "layernorm" && !shortcuts) {
+    // Without SliceGPT shortcuts the residual stream has one width, normalised by LayerNorm.
+    for (int64_t s = 0; s < num_sites(); ++s)
+      PARE_CHECK(site_dim(s) == hidden_size, src, ": residual width ", site_dim(s), " at ",
+                 s == num_sites() - 1 ? std::string("pare.out_dim")
+                                      : concat("pare.layers[", s / 2, "].", s % 2 ? "mlp_in" : "attn_in"),
+                 " disagrees with hidden_size ", hidden_size);
+  }
   if (id2label.empty())
     for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
   PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
              id2label.size(), " entries, expected num_labels = ", num_labels);
   if (image_mean.empty()) image_mean.assign(num_channels, 0.5);
   if (image_std.empty()) image_std.assign(num_channels, 0.5);
+  for (double v : image_std)
+    PARE_CHECK(v > 0, src, ": pare.image_std: expected positive values, got ", v);
   PARE_CHECK(static_cast<int64_t>(image_mean.size()) == num_channels &&
                  static_cast<int64_t>(image_std.size()) == num_channels,
              src, ": image_mean/image_std need num_channels = ", num_channels, " entries");

@@ -335,7 +335,7 @@ TEST(StagedDir, CommitReplacesAndUncommittedIsRemoved) {
   const std::string out = tmp.file("out");
   {
     StagedDir s(out);
-    pare_test::write_bytes(s.file("a.txt"), "one");
+    pare_test::write_bytes(s.file("report.md"), "one");
     EXPECT_FALSE(fs::exists(out));
   }
   EXPECT_FALSE(fs::exists(out));
@@ -347,17 +347,34 @@ TEST(StagedDir, CommitReplacesAndUncommittedIsRemoved) {
   EXPECT_EQ(n, 0) << "uncommitted staging folder removed";
   {
     StagedDir s(out);
-    pare_test::write_bytes(s.file("a.txt"), "one");
+    pare_test::write_bytes(s.file("report.md"), "one");
     s.commit();
   }
-  EXPECT_EQ(pare_test::read_bytes(out + "/a.txt"), "one");
+  EXPECT_EQ(pare_test::read_bytes(out + "/report.md"), "one");
   {
     StagedDir s(out);
-    pare_test::write_bytes(s.file("b.txt"), "two");
+    pare_test::write_bytes(s.file("config.json"), "two");
     s.commit();
   }
-  EXPECT_FALSE(fs::exists(out + "/a.txt")) << "the old folder is replaced, not merged";
-  EXPECT_EQ(pare_test::read_bytes(out + "/b.txt"), "two");
+  EXPECT_FALSE(fs::exists(out + "/report.md")) << "the old folder is replaced, not merged";
+  EXPECT_EQ(pare_test::read_bytes(out + "/config.json"), "two");
+}
+
+// A folder holding anything pare did not write is never replaced (a mistyped --out must not
+// delete a user's files or an input model inside it).
+TEST(StagedDir, RefusesFolderWithForeignFiles) {
+  TempDir tmp;
+  const std::string out = tmp.file("out");
+  fs::create_directories(out + "/m");
+  pare_test::write_bytes(out + "/notes.txt", "keep");
+  try {
+    StagedDir s(out);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("which pare did not write"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pare_test::read_bytes(out + "/notes.txt"), "keep");
+  EXPECT_TRUE(fs::is_directory(out + "/m"));
 }
 
 }  // namespace
