@@ -51,7 +51,12 @@ nlohmann::json to_json(const YAML::Node& n) {
     }
     case YAML::NodeType::Map: {
       nlohmann::json o = nlohmann::json::object();
-      for (const auto& kv : n) o[kv.first.as<std::string>()] = to_json(kv.second);
+      for (const auto& kv : n) {
+        const std::string key = kv.first.as<std::string>();
+        if (o.contains(key))
+          throw YAML::ParserException(kv.first.Mark(), "duplicate key '" + key + "'");
+        o[key] = to_json(kv.second);
+      }
       return o;
     }
     default:

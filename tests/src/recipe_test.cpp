@@ -184,3 +184,28 @@ TEST(FieldReader, RangesAndTypes) {
 
 }  // namespace
 }  // namespace pare
+
+namespace pare {
+namespace {
+
+// A key given twice is an error naming the file, the line and the key (YAML and JSON alike).
+TEST(RecipeDuplicateKeys, RejectedWithLine) {
+  pare_test::TempDir tmp;
+  for (const char* text : {"pipeline:\n  - pass: slicegpt\n    slicing: 0.2\n    slicing: 0.3\n",
+                           "{\"pipeline\": [{\"pass\": \"slicegpt\", \"slicing\": 0.2,\n \"slicing\": 0.3}]}"}) {
+    const std::string path = tmp.file("dup.yaml");
+    pare_test::write_bytes(path, text);
+    try {
+      load_yaml_or_json(path);
+      FAIL() << "expected InputError for " << text;
+    } catch (const InputError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path), std::string::npos) << m;
+      EXPECT_NE(m.find("duplicate key 'slicing'"), std::string::npos) << m;
+      EXPECT_NE(m.find("line "), std::string::npos) << m;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pare
