@@ -81,10 +81,11 @@ std::pair<torch::Tensor, torch::Tensor> pca(const torch::Tensor& cov, double dam
   return {evecs.index_select(1, order), evals.index_select(0, order)};
 }
 
-torch::Tensor covariance(const std::vector<torch::Tensor>& xs) {
+// Σ XᵀX over every token of every batch, float64.
+torch::Tensor covariance(const std::vector<ForwardState>& states) {
   torch::Tensor c;
-  for (const auto& x : xs) {
-    torch::Tensor f = x.reshape({-1, x.size(-1)}).to(torch::kFloat64);
+  for (const auto& s : states) {
+    torch::Tensor f = s.x.reshape({-1, s.x.size(-1)}).to(torch::kFloat64);
     torch::Tensor p = at::matmul(f.t(), f);
     c = c.defined() ? c + p : p;
   }
@@ -144,12 +145,7 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
     states.push_back(fam.embed(m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i))));
 
   auto slice_site = [&](int64_t site, int64_t width) {
-    torch::Tensor cov = covariance([&] {
-      std::vector<torch::Tensor> xs;
-      for (auto& s : states) xs.push_back(s.x);
-      return xs;
-    }());
-    auto [Q, ev] = pca(cov, o.damping);
+    auto [Q, ev] = pca(covariance(states), o.damping);
     torch::Tensor Qd = Q.narrow(1, 0, width).contiguous();
     rw.rotate("resid." + std::to_string(site), Qd);
     for (auto& s : states) s.x = at::matmul(s.x, Qd);

@@ -248,9 +248,10 @@ class VitFamily : public Family {
   std::vector<CostRow> costs(const Model& m) const override {
     const ArchConfig& c = m.config;
     const int64_t T = c.seq_len(), N = c.num_patches();
+    const auto flat = m.flat_tensors();
     auto params_of = [&](const std::string& prefix) {
       int64_t n = 0;
-      for (const auto& [name, t] : m.flat_tensors())
+      for (const auto& [name, t] : flat)
         if (name.rfind(prefix, 0) == 0) n += t.numel();
       return n;
     };

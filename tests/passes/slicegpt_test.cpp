@@ -9,6 +9,7 @@
 #include "evaluate.h"
 #include "vit.h"
 #include "slicegpt.h"
+#include "test_util.h"
 
 namespace pare {
 namespace {
@@ -177,19 +178,14 @@ TEST(PassTable, SlicegptOptionsValidatedWithPaths) {
 namespace pare {
 namespace {
 
-std::string fixtures_dir() {
-  const char* e = std::getenv("PARE_FIXTURES");
-  return e ? e : std::string(PARE_SOURCE_DIR) + "/tests/fixtures";
-}
-
 // Against tests/fixtures/make_slicegpt_reference.py: an independent Python implementation of
 // SliceGPT (python3-torch) on the tiny HF ViT fixture, same calibration images.
 TEST(SliceGpt, MatchesIndependentPythonReference) {
-  SafetensorsFile io = read_safetensors(fixtures_dir() + "/tiny_vit_slicegpt.safetensors");
+  SafetensorsFile io = read_safetensors(pare_test::fixture("tiny_vit_slicegpt.safetensors"));
   for (auto [slicing, head, key] : {std::tuple{0.5, false, "logits_s0.5_head0"},
                                     std::tuple{0.5, true, "logits_s0.5_head1"},
                                     std::tuple{0.25, false, "logits_s0.25_head0"}}) {
-    Model m = load_model(fixtures_dir() + "/tiny_vit");
+    Model m = load_model(pare_test::fixture("tiny_vit"));
     SliceGptOptions o;
     o.slicing = slicing;
     o.slice_head = head;

@@ -105,17 +105,7 @@ TEST(Checkpoint, ConfigJsonHasHfFieldsAndPareSection) {
 TEST(Checkpoint, PrunedSlicedModelRoundTrips) {
   // RMS-norm model with shortcuts, a sliced site, one head and some FFN units removed: only the
   // "pare" section can describe it.
-  ArchConfig c;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.num_channels = 1;
-  c.num_labels = 3;
-  c.norm = "rmsnorm";
-  c.finalize("test");
+  ArchConfig c = pare_test::tiny_vit_config("rmsnorm");
   Model m = family_by_name("vit").init(c, 5);
   {
     torch::NoGradGuard ng;

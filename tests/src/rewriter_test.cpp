@@ -36,19 +36,7 @@ torch::Tensor random_orthogonal(int64_t n, torch::ScalarType dt = torch::kFloat6
 // A ViT built by the family with folded (weightless) RMS norms, and non-trivial random weights
 // (the family's init uses std 0.02, which makes every layer nearly linear).
 Model rmsnorm_vit(uint64_t seed) {
-  ArchConfig c;
-  c.family = "vit";
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.num_channels = 1;
-  c.num_labels = 3;
-  c.layer_norm_eps = 1e-6;
-  c.norm = "rmsnorm";
-  c.finalize("test");
+  ArchConfig c = pare_test::tiny_vit_config("rmsnorm");
   Model m = family_by_name("vit").init(c, seed);
   torch::NoGradGuard ng;
   for (const auto& [name, t] : m.flat_tensors()) m.at(name).normal_(0.0, 0.4);

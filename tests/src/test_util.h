@@ -2,6 +2,8 @@
 // comparisons and "expect an InputError whose message contains ..." checks.
 #pragma once
 
+#include "config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -101,6 +103,25 @@ std::string input_error_message(F&& fn) {
   }
   ADD_FAILURE() << "expected pare::InputError, nothing was thrown";
   return "";
+}
+
+// The tiny ViT the core tests build in code: hidden 16, 2 layers, 2 heads, intermediate 32,
+// 8x8 single-channel images in 4x4 patches, 3 labels, eps 1e-6.
+inline pare::ArchConfig tiny_vit_config(const std::string& norm) {
+  pare::ArchConfig c;
+  c.family = "vit";
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 32;
+  c.image_size = 8;
+  c.patch_size = 4;
+  c.num_channels = 1;
+  c.num_labels = 3;
+  c.layer_norm_eps = 1e-6;
+  c.norm = norm;
+  c.finalize("test");
+  return c;
 }
 
 }  // namespace pare_test
