@@ -143,6 +143,33 @@ std::vector<std::map<std::string, std::string>> md_table(const std::string& text
   return rows;
 }
 
+// Checks the `pare passes` listing of pass `pass`: a line starting "PASS ", then indented option
+// lines "  NAME (TYPE, default VALUE[, range ...]): help"; every option in `want` is listed and
+// its text after the name starts with the given prefix. Returns NAME -> the rest of its line.
+std::map<std::string, std::string> expect_pass_options(
+    const std::string& out, const std::string& pass,
+    const std::map<std::string, std::string>& want) {
+  std::map<std::string, std::string> opts;
+  auto ls = lines_of(out);
+  auto it = std::find_if(ls.begin(), ls.end(),
+                         [&](const std::string& l) { return l.rfind(pass + " ", 0) == 0; });
+  if (it == ls.end()) {
+    ADD_FAILURE() << "no line starting with '" << pass << " '";
+    return opts;
+  }
+  for (auto j = std::next(it); j != ls.end() && j->rfind("  ", 0) == 0; ++j) {
+    const std::string body = j->substr(2);
+    const size_t sp = body.find(' ');
+    if (sp != std::string::npos) opts[body.substr(0, sp)] = body.substr(sp + 1);
+  }
+  for (const auto& [name, prefix] : want) {
+    auto o = opts.find(name);
+    if (o == opts.end()) ADD_FAILURE() << pass << ": option " << name << " not listed";
+    else EXPECT_EQ(o->second.rfind(prefix, 0), 0u) << pass << " " << name << ": " << o->second;
+  }
+  return opts;
+}
+
 struct Proc {
   std::string cmd;
   int code = -1;
@@ -391,27 +418,11 @@ TEST_F(PareCli, PassesListsSliceGptWithOptionsAndDefaults) {
   SCOPED_TRACE(describe(r));
   ASSERT_EQ(r.code, 0);
   EXPECT_TRUE(r.err.empty());
-  auto ls = lines_of(r.out);
-  auto it = std::find_if(ls.begin(), ls.end(),
-                         [](const std::string& l) { return l.rfind("slicegpt ", 0) == 0; });
-  ASSERT_NE(it, ls.end()) << "no line starting with 'slicegpt '";
-  // Option lines follow the pass line, indented: "  NAME (TYPE, default VALUE[, range ...]): help".
-  std::map<std::string, std::string> opts;
-  for (auto j = std::next(it); j != ls.end() && j->rfind("  ", 0) == 0; ++j) {
-    const std::string body = j->substr(2);
-    const size_t sp = body.find(' ');
-    if (sp != std::string::npos) opts[body.substr(0, sp)] = body.substr(sp + 1);
-  }
-  const std::map<std::string, std::string> want = {
-      {"slicing", "(number, default 0.25"},
-      {"round_to", "(integer, default 8"},
-      {"slice_head", "(bool, default false"},
-      {"damping", "(number, default 0.01"},
-  };
-  for (const auto& [name, prefix] : want) {
-    ASSERT_TRUE(opts.count(name)) << "option " << name << " not listed";
-    EXPECT_EQ(opts[name].rfind(prefix, 0), 0u) << name << ": " << opts[name];
-  }
+  auto opts = expect_pass_options(r.out, "slicegpt",
+                                  {{"slicing", "(number, default 0.25"},
+                                   {"round_to", "(integer, default 8"},
+                                   {"slice_head", "(bool, default false"},
+                                   {"damping", "(number, default 0.01"}});
   EXPECT_TRUE(contains(opts["slicing"], "range [0, 1)")) << "slicing must be listed as [0, 1) "
                                                         << opts["slicing"];
 }
@@ -762,6 +773,205 @@ TEST_F(PareCliRecipe, MalformedSet) {
     Proc r = expect_rejected(args, {"--set"});
     EXPECT_FALSE(contains(r.err, "no-such-model"));
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// zero-tprune: token pruning on the tiny model (28x28 in 4x4 patches: 49 patches + CLS = 50
+// tokens; hidden 32, 2 heads of 16, intermediate 64, 10 labels).
+
+// Layer 0 keeps 1 + round(0.6 · 49 = 29.4) = 30 of 50 tokens, layer 1 keeps 1 + round(0.6 · 29 =
+// 17.4) = 18 of 30. S stage: round(0.25 · 20) = 5 and round(0.25 · 12) = 3 tokens. Iterations by
+// depth for 2 layers: 30 in layer 0, 1 in layer 1.
+const char* const kTPruneRecipe = R"(pipeline:
+  - pass: zero-tprune
+    layers: [0, 1]
+    keep_rate: 0.6
+    similar: 0.25
+)";
+
+class PareCliTPrune : public PareCli {
+ protected:
+  // compress the tiny model with `recipe_text` into dir_/out (exit 0 expected, the run in `run`);
+  // returns report.json with its two stages.
+  json compress_ok(const std::string& recipe_text, Proc& run) {
+    const fs::path recipe = write("recipe.yaml", recipe_text);
+    run = pare(compress_args(model(), recipe, dir_ / "out"));
+    if (run.code != 0) {
+      ADD_FAILURE() << describe(run);
+      return json::object();
+    }
+    json rep = json::parse(read_file(dir_ / "out" / "report.json"));
+    EXPECT_EQ(rep["stages"].size(), 2u) << rep.dump(2);
+    return rep;
+  }
+  // `pare eval --json` of a model folder in a fresh process on the report's 500 images.
+  json eval_ok(const fs::path& model_dir) {
+    const fs::path out = dir_ / "eval.json";
+    Proc e = pare({"eval", "--model", model_dir.string(), "--limit", "500", "--latency-batches",
+                   "1", "--json", out.string()});
+    if (e.code != 0) {
+      ADD_FAILURE() << describe(e);
+      return json::object();
+    }
+    return json::parse(read_file(out));
+  }
+};
+
+TEST_F(PareCli, PassesListsZeroTPruneWithOptions) {
+  Proc r = pare({"passes"});
+  SCOPED_TRACE(describe(r));
+  ASSERT_EQ(r.code, 0);
+  auto opts = expect_pass_options(r.out, "zero-tprune",
+                                  {{"method", "(string, default \"zero-tprune\""},
+                                   {"layers", "(integers, default [1]"},
+                                   {"keep_rate", "(numbers, default [0.7]"},
+                                   {"keep", "(integers, default []"},
+                                   {"iterations", "(integers, default []"},
+                                   {"similar", "(number, default 0"},
+                                   {"uniform_init", "(bool, default false"},
+                                   {"seed", "(integer, default 0"}});
+  EXPECT_TRUE(contains(opts["keep_rate"], "range [0, 1]")) << opts["keep_rate"];
+  EXPECT_TRUE(contains(opts["method"], "cls-attention")) << opts["method"];
+}
+
+TEST_F(PareCliTPrune, CompressZeroTPruneThenEvalAndInspectTheSavedModel) {
+  Proc c;
+  const json rep = compress_ok(kTPruneRecipe, c);
+  SCOPED_TRACE(describe(c));
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  const fs::path out = dir_ / "out";
+
+  // FLOPs by hand (2 × MACs): embeddings 49 patches · 16 · 32; per layer q, k, v at T_in tokens,
+  // QKᵀ + AV 2·heads·T_in²·head_dim, attn_o, ffn_up, ffn_down at T_out tokens, and the selection:
+  // heads·T_in²·iterations + heads·T_in² + lower·upper·32 (S stage on the T_in − 1 non-special
+  // tokens split upper = ceil, lower = floor of half); head 32 · 10 on CLS.
+  auto layer = [](int64_t ti, int64_t to, int64_t iters, int64_t upper, int64_t lower) {
+    const int64_t sel = 2 * ti * ti * iters + 2 * ti * ti + lower * upper * 32;
+    return 2 * (3 * ti * 32 * 32 + 2 * 2 * ti * ti * 16 + to * (32 * 32 + 32 * 64 + 64 * 32) + sel);
+  };
+  const int64_t dense_layer = 2 * (4 * 50 * 32 * 32 + 2 * 50 * 32 * 64 + 2 * 2 * 50 * 50 * 16);
+  const int64_t emb = 2 * 49 * 16 * 32, head = 2 * 32 * 10;
+  const int64_t flops = emb + layer(50, 30, 30, 25, 24) + layer(30, 18, 1, 15, 14) + head;
+
+  const json& base = rep["stages"][0];
+  const json& pruned = rep["stages"][1];
+  EXPECT_EQ(pruned["stage"], "zero-tprune");
+  EXPECT_EQ(base["flops_per_image"], emb + 2 * dense_layer + head);
+  EXPECT_EQ(pruned["flops_per_image"], flops);
+  EXPECT_EQ(pruned["params"], base["params"]) << "token pruning leaves the weights alone";
+  ASSERT_EQ(pruned["layers"].size(), 4u);
+  EXPECT_EQ(pruned["layers"][1]["tokens"], 50);
+  EXPECT_EQ(pruned["layers"][1]["tokens_out"], 30);
+  EXPECT_EQ(pruned["layers"][2]["tokens"], 30);
+  EXPECT_EQ(pruned["layers"][2]["tokens_out"], 18);
+  ASSERT_TRUE(pruned["notes"]["steps"].is_array()) << pruned.dump(2);
+  EXPECT_EQ(pruned["notes"]["steps"][1]["similar"], 3);
+
+  json cfg = json::parse(read_file(out / "config.json"));
+  ASSERT_TRUE(cfg["pare"]["token_pruning"].is_array()) << cfg.dump(2);
+  ASSERT_EQ(cfg["pare"]["token_pruning"].size(), 2u);
+  EXPECT_EQ(cfg["pare"]["token_pruning"][0]["keep"], 30);
+  EXPECT_EQ(cfg["pare"]["token_pruning"][1]["keep"], 18);
+  EXPECT_EQ(cfg["pare"]["token_pruning"][0]["iterations"], 30);
+  EXPECT_EQ(cfg["pare"]["token_pruning"][1]["iterations"], 1);
+
+  // eval in a fresh process: the schedule comes from config.json; same accuracy as the report.
+  const json ej = eval_ok(out);
+  ASSERT_TRUE(ej.contains("accuracy"));
+  EXPECT_DOUBLE_EQ(ej["accuracy"].get<double>(), pruned["accuracy"].get<double>());
+  EXPECT_EQ(ej["flops_per_image"], flops);
+
+  // inspect: one line per step and the tokens column "in→out".
+  Proc i = pare({"inspect", "--model", out.string()});
+  SCOPED_TRACE(describe(i));
+  ASSERT_EQ(i.code, 0);
+  EXPECT_TRUE(contains(i.out, "token pruning in layer 0: zero-tprune, keep 30 of 50 tokens, 30 "
+                              "PageRank iterations, S stage drops 5"));
+  EXPECT_TRUE(contains(i.out, "token pruning in layer 1: zero-tprune, keep 18 of 30 tokens, 1 "
+                              "PageRank iterations, S stage drops 3"));
+  EXPECT_TRUE(contains(i.out, "FLOPs/image " + std::to_string(flops)));
+  auto rows = md_table(i.out, "layer");
+  std::map<std::string, std::string> tokens;
+  for (auto& row : rows) tokens[row["layer"]] = row["tokens"];
+  EXPECT_EQ(tokens["embeddings"], "50");
+  EXPECT_EQ(tokens["blk.0"], "50→30");
+  EXPECT_EQ(tokens["blk.1"], "30→18");
+  EXPECT_EQ(tokens["head"], "1");
+}
+
+TEST_F(PareCliTPrune, CompressZeroTPruneKeepRateOneKeepsAccuracyAndFlops) {
+  Proc c;
+  const json rep =
+      compress_ok("pipeline:\n  - pass: zero-tprune\n    layers: [0, 1]\n    keep_rate: 1\n", c);
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  EXPECT_DOUBLE_EQ(rep["stages"][1]["accuracy"].get<double>(),
+                   rep["stages"][0]["accuracy"].get<double>());
+  EXPECT_EQ(rep["stages"][1]["flops_per_image"], rep["stages"][0]["flops_per_image"]);
+  json cfg = json::parse(read_file(dir_ / "out" / "config.json"));
+  EXPECT_FALSE(cfg["pare"].contains("token_pruning")) << cfg.dump(2);
+}
+
+// Schedules that need the model (its layer and token counts) fail when the pass runs: still exit
+// 2, one line naming the option and what was expected, nothing written.
+TEST_F(PareCli, ZeroTPruneBadSchedulesAgainstTheModel) {
+  struct Bad {
+    const char* what;
+    const char* stage;
+    std::vector<std::string> needles;
+  };
+  const std::vector<Bad> bad = {
+      {"keep_rate list longer than layers", "    layers: [0]\n    keep_rate: [0.5, 0.5]\n",
+       {"zero-tprune", "keep_rate", "2 entries", "expected 1 or one per layer in layers (1)"}},
+      {"layer beyond the layer count", "    layers: [0, 2]\n    keep_rate: 0.5\n",
+       {"zero-tprune", "layers[1] = 2", "expected 0..1"}},
+      {"more steps than layers", "    layers: [0, 1, 2]\n    keep_rate: 0.5\n",
+       {"zero-tprune", "layers", "3 steps", "2 layers"}},
+      {"keep 1: only the CLS token", "    layers: [0]\n    keep: [1]\n",
+       {"zero-tprune", "keep[0] = 1", "expected 2..50", "special"}},
+      {"keep above the tokens entering", "    layers: [0, 1]\n    keep: [30, 31]\n",
+       {"zero-tprune", "keep[1] = 31", "expected 2..30"}},
+  };
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.what);
+    const fs::path recipe =
+        write("bad.yaml", std::string("pipeline:\n  - pass: zero-tprune\n") + b.stage);
+    auto args = compress_args(model(), recipe, dir_ / "out");
+    args.push_back("--quiet");
+    expect_rejected(args, b.needles);
+  }
+}
+
+TEST_F(PareCliRecipe, ZeroTPruneUnknownMethod) {
+  reject_recipe("pipeline:\n  - pass: zero-tprune\n    method: pagerank\n",
+                {"/pipeline/0/method", "zero-tprune, random, cls-attention", "pagerank"});
+}
+
+TEST_F(PareCliRecipe, ZeroTPruneOptionTypesAndRanges) {
+  reject_recipe("pipeline:\n  - pass: zero-tprune\n    keep_rate: [0.5, 1.5]\n",
+                {"/pipeline/0/keep_rate", "list of numbers in [0, 1]"});
+  reject_recipe("pipeline:\n  - pass: zero-tprune\n    layers: [0.5]\n",
+                {"/pipeline/0/layers", "list of integers"});
+  reject_recipe("pipeline:\n  - pass: zero-tprune\n    keep: [0]\n",
+                {"/pipeline/0/keep", "list of integers"});
+}
+
+// A config.json whose token-pruning schedule is out of range names the field.
+TEST_F(PareCli, ConfigWithBadTokenPruningSchedule) {
+  const fs::path recipe = write("slice.yaml", kSliceRecipe);
+  const fs::path m = copy_model("model");
+  json cfg = json::parse(read_file(m / "config.json"));
+  cfg["pare"]["token_pruning"] = json::array({{{"layer", 2}, {"keep", 20}}});
+  write_file(m / "config.json", cfg.dump(2));
+  expect_rejected({"inspect", "--model", m.string()},
+                  {"config.json", "pare.token_pruning[0].layer", "expected 0..1", "got 2"});
+  cfg["pare"]["token_pruning"] = json::array({{{"layer", 0}, {"keep", 1}}});
+  write_file(m / "config.json", cfg.dump(2));
+  expect_rejected({"eval", "--model", m.string(), "--limit", "10"},
+                  {"config.json", "pare.token_pruning[0].keep", "expected 2..50", "got 1"});
+  cfg["pare"]["token_pruning"] = json::array({{{"layer", 0}, {"keep", 20}, {"method", "bogus"}}});
+  write_file(m / "config.json", cfg.dump(2));
+  expect_rejected(compress_args(m, recipe, dir_ / "out"),
+                  {"config.json", "pare.token_pruning[0].method", "'bogus'"});
 }
 
 }  // namespace

@@ -1,0 +1,397 @@
+// Zero-TPrune token selection (src/token_pruning.h) against hand-computed cases: weighted
+// PageRank on a 3x3 attention graph (1 and 2 iterations, both initialisations), the variance head
+// filter and RMS aggregation, the three selection methods (CLS kept, ascending indices, the
+// S stage dropping a token whose Key duplicates a more important token's), and the selection
+// cost formula. Every expected value is written out here, never produced by pare.
+#include <cmath>
+#include <set>
+
+#include "test_util.h"
+#include "token_pruning.h"
+
+namespace pare {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+torch::Tensor f64(std::vector<double> v, std::vector<int64_t> shape) {
+  return torch::tensor(v, torch::kFloat64).reshape(shape);
+}
+
+std::vector<int64_t> row(const torch::Tensor& idx, int64_t b) {
+  torch::Tensor r = idx[b].contiguous();
+  return std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+}
+
+// The 3x3 attention graph of the hand case: row i = query i, column j = key j, rows sum to 1.
+const double A[3][3] = {{0.5, 0.25, 0.25}, {0.2, 0.6, 0.2}, {0.1, 0.1, 0.8}};
+
+torch::Tensor hand_graph() {
+  return f64({A[0][0], A[0][1], A[0][2], A[1][0], A[1][1], A[1][2], A[2][0], A[2][1], A[2][2]},
+             {1, 1, 3, 3});
+}
+
+// ---- weighted PageRank --------------------------------------------------------------------------
+
+// scores [1, 1, 3] of the hand case against (s_0, s_1, s_2).
+void expect_scores(const torch::Tensor& s, const std::vector<double>& want, double tol = 1e-14) {
+  ASSERT_EQ(s.sizes(), (std::vector<int64_t>{1, 1, 3}));
+  for (int64_t j = 0; j < 3; ++j) EXPECT_NEAR(s[0][0][j].item<double>(), want[j], tol) << "token " << j;
+}
+
+TEST(WeightedPageRank, UniformInitOneAndTwoIterationsByHand) {
+  // s0 = (1/3, 1/3, 1/3); s1_j = Σ_i s0_i·A_ij; s2_j = Σ_i s1_i·A_ij.
+  const double s0 = 1.0 / 3.0;
+  const double s1_0 = s0 * 0.5 + s0 * 0.2 + s0 * 0.1;   // 0.8/3
+  const double s1_1 = s0 * 0.25 + s0 * 0.6 + s0 * 0.1;  // 0.95/3
+  const double s1_2 = s0 * 0.25 + s0 * 0.2 + s0 * 0.8;  // 1.25/3
+  const double s2_0 = s1_0 * 0.5 + s1_1 * 0.2 + s1_2 * 0.1;
+  const double s2_1 = s1_0 * 0.25 + s1_1 * 0.6 + s1_2 * 0.1;
+  const double s2_2 = s1_0 * 0.25 + s1_1 * 0.2 + s1_2 * 0.8;
+  EXPECT_NEAR(s1_0, 0.8 / 3, 1e-15);  // the arithmetic above, once more in closed form
+
+  torch::Tensor one = weighted_pagerank(hand_graph(), 1, /*uniform_init=*/true);
+  expect_scores(one, {s1_0, s1_1, s1_2});
+
+  torch::Tensor two = weighted_pagerank(hand_graph(), 2, true);
+  expect_scores(two, {s2_0, s2_1, s2_2});
+  // Not a fixed point yet: the second iteration moved the scores.
+  EXPECT_GT(std::abs(s2_2 - s1_2), 1e-3);
+}
+
+TEST(WeightedPageRank, ClsWeightedInitOneAndTwoIterationsByHand) {
+  // s0 ∝ (√3, 1, 1), normalised to sum 1: CLS starts at √N× the others.
+  const double r3 = std::sqrt(3.0), z = r3 + 2.0;
+  const double a = r3 / z, b = 1.0 / z;  // s0 = (a, b, b)
+  const double s1_0 = a * 0.5 + b * 0.2 + b * 0.1;
+  const double s1_1 = a * 0.25 + b * 0.6 + b * 0.1;
+  const double s1_2 = a * 0.25 + b * 0.2 + b * 0.8;
+  const double s2_0 = s1_0 * 0.5 + s1_1 * 0.2 + s1_2 * 0.1;
+  const double s2_1 = s1_0 * 0.25 + s1_1 * 0.6 + s1_2 * 0.1;
+  const double s2_2 = s1_0 * 0.25 + s1_1 * 0.2 + s1_2 * 0.8;
+
+  torch::Tensor zero = weighted_pagerank(hand_graph(), 0, false);  // the start itself
+  expect_scores(zero, {a, b, b}, 1e-15);
+
+  torch::Tensor one = weighted_pagerank(hand_graph(), 1, false);
+  expect_scores(one, {s1_0, s1_1, s1_2});
+  torch::Tensor two = weighted_pagerank(hand_graph(), 2, false);
+  expect_scores(two, {s2_0, s2_1, s2_2});
+  // The initialisation matters: CLS scores higher than with the uniform start.
+  EXPECT_GT(s1_0, 0.8 / 3 + 1e-3);
+  EXPECT_GT(one[0][0][0].item<double>(),
+            weighted_pagerank(hand_graph(), 1, true)[0][0][0].item<double>() + 1e-3);
+}
+
+TEST(WeightedPageRank, HeadsAndBatchesAreIndependent) {
+  // Head 1 is the identity graph (every token attends to itself): the start is kept as it is.
+  torch::Tensor p = torch::zeros({2, 2, 3, 3}, torch::kFloat64);
+  p[0][0] = hand_graph()[0][0];
+  p[0][1] = torch::eye(3, torch::kFloat64);
+  p[1][0] = torch::eye(3, torch::kFloat64);
+  p[1][1] = hand_graph()[0][0].t().contiguous() / hand_graph()[0][0].t().sum(-1, true);
+  torch::Tensor s = weighted_pagerank(p, 1, true);
+  ASSERT_EQ(s.sizes(), (std::vector<int64_t>{2, 2, 3}));
+  const double t = 1.0 / 3.0;
+  EXPECT_NEAR(s[0][0][2].item<double>(), 1.25 / 3, 1e-14);
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_NEAR(s[0][1][j].item<double>(), t, 1e-15);
+    EXPECT_NEAR(s[1][0][j].item<double>(), t, 1e-15);
+  }
+  // Batch 1 head 1: Aᵀ row-normalised; rows of Aᵀ sum to (0.8, 0.95, 1.25).
+  const double c0 = (0.5 / 0.8 + 0.25 / 0.95 + 0.25 / 1.25) * t;  // column 0 of the normalised Aᵀ
+  EXPECT_NEAR(s[1][1][0].item<double>(), c0, 1e-14);
+}
+
+TEST(WeightedPageRank, PreservesTheSumOfEachHead) {
+  torch::manual_seed(7);
+  torch::Tensor p = at::softmax(3.0 * torch::randn({3, 4, 9, 9}, torch::kFloat64), -1);
+  for (int64_t it : {1, 2, 5, 30})
+    for (bool u : {true, false}) {
+      torch::Tensor s = weighted_pagerank(p, it, u);
+      ASSERT_EQ(s.sizes(), (std::vector<int64_t>{3, 4, 9}));
+      EXPECT_LT((s.sum(-1) - 1.0).abs().max().item<double>(), 1e-12) << it << " " << u;
+      EXPECT_GE(s.min().item<double>(), 0.0);
+    }
+}
+
+TEST(WeightedPageRank, RejectsNonSquareProbabilities) {
+  EXPECT_INPUT_ERROR(weighted_pagerank(torch::ones({1, 1, 3, 4}, torch::kFloat64), 1, true),
+                     HasSubstr("[B, H, N, N]"));
+}
+
+// ---- head filter and RMS aggregation ------------------------------------------------------------
+
+// Four heads over N = 4 tokens. Variance of N·s (population):
+//   head 0: N·s = (1, 1, 1, 1)          var 0                          → below 0.01, excluded
+//   head 1: N·s = (1.6, 0.8, 0.8, 0.8)  var (0.36 + 3·0.04)/4 = 0.12   → kept
+//   head 2: N·s = (0.4, 1.2, 1.2, 1.2)  var (0.36 + 3·0.04)/4 = 0.12   → kept
+//   head 3: N·s = (2.8, 0.4, 0.4, 0.4)  var (3.24 + 3·0.36)/4 = 1.08   → above 0.7, excluded
+const double kHeads[4][4] = {{0.25, 0.25, 0.25, 0.25},
+                             {0.4, 0.2, 0.2, 0.2},
+                             {0.1, 0.3, 0.3, 0.3},
+                             {0.7, 0.1, 0.1, 0.1}};
+
+torch::Tensor heads_tensor(const std::vector<int>& which) {
+  std::vector<double> v;
+  for (int h : which) v.insert(v.end(), kHeads[h], kHeads[h] + 4);
+  return f64(v, {1, static_cast<int64_t>(which.size()), 4});
+}
+
+TEST(CombineHeadsRms, VarianceFilterThenRootMeanSquareByHand) {
+  torch::Tensor r = combine_heads_rms(heads_tensor({0, 1, 2, 3}));
+  ASSERT_EQ(r.sizes(), (std::vector<int64_t>{1, 4}));
+  // RMS over heads 1 and 2 only.
+  EXPECT_NEAR(r[0][0].item<double>(), std::sqrt((0.4 * 0.4 + 0.1 * 0.1) / 2), 1e-15);
+  for (int j = 1; j < 4; ++j)
+    EXPECT_NEAR(r[0][j].item<double>(), std::sqrt((0.2 * 0.2 + 0.3 * 0.3) / 2), 1e-15);
+}
+
+TEST(CombineHeadsRms, WindowBoundsAreParameters) {
+  // var_max 2 admits head 3 (var 1.08): RMS over heads 1, 2, 3.
+  torch::Tensor r = combine_heads_rms(heads_tensor({0, 1, 2, 3}), 0.01, 2.0);
+  EXPECT_NEAR(r[0][0].item<double>(), std::sqrt((0.16 + 0.01 + 0.49) / 3), 1e-15);
+  EXPECT_NEAR(r[0][1].item<double>(), std::sqrt((0.04 + 0.09 + 0.01) / 3), 1e-15);
+  // var_min 0.2 excludes heads 1 and 2 (0.12) and keeps only head 3 with var_max 2: its scores.
+  r = combine_heads_rms(heads_tensor({0, 1, 2, 3}), 0.2, 2.0);
+  EXPECT_NEAR(r[0][0].item<double>(), 0.7, 1e-15);
+  EXPECT_NEAR(r[0][3].item<double>(), 0.1, 1e-15);
+}
+
+TEST(CombineHeadsRms, AllHeadsFilteredFallsBackToAllHeads) {
+  // Heads 0 (var 0) and 3 (var 1.08) both fail the window: both are used.
+  torch::Tensor r = combine_heads_rms(heads_tensor({0, 3}));
+  EXPECT_NEAR(r[0][0].item<double>(), std::sqrt((0.0625 + 0.49) / 2), 1e-15);
+  EXPECT_NEAR(r[0][2].item<double>(), std::sqrt((0.0625 + 0.01) / 2), 1e-15);
+}
+
+TEST(CombineHeadsRms, FallbackIsPerBatchRow) {
+  // Batch 0: heads (1, 3) → only head 1 passes → its scores. Batch 1: heads (0, 3) → none passes
+  // → RMS of both.
+  std::vector<double> v;
+  for (int h : {1, 3, 0, 3}) v.insert(v.end(), kHeads[h], kHeads[h] + 4);
+  torch::Tensor r = combine_heads_rms(f64(v, {2, 2, 4}));
+  ASSERT_EQ(r.sizes(), (std::vector<int64_t>{2, 4}));
+  EXPECT_NEAR(r[0][0].item<double>(), 0.4, 1e-15);
+  EXPECT_NEAR(r[0][1].item<double>(), 0.2, 1e-15);
+  EXPECT_NEAR(r[1][0].item<double>(), std::sqrt((0.0625 + 0.49) / 2), 1e-15);
+  EXPECT_NEAR(r[1][1].item<double>(), std::sqrt((0.0625 + 0.01) / 2), 1e-15);
+}
+
+// ---- select_tokens ------------------------------------------------------------------------------
+
+TokenPruneStep step_of(const std::string& method, int64_t keep, int64_t layer = 0) {
+  TokenPruneStep s;
+  s.method = method;
+  s.keep = keep;
+  s.layer = layer;
+  return s;
+}
+
+// probs [B, 2, 5, 5]: uniform rows except the CLS row, set per batch and head.
+torch::Tensor cls_rows(const std::vector<std::vector<std::vector<double>>>& rows) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  torch::Tensor p = torch::full({B, 2, 5, 5}, 0.2, torch::kFloat64);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < 2; ++h) p[b][h][0] = torch::tensor(rows[b][h], torch::kFloat64);
+  return p;
+}
+
+TEST(SelectTokens, ClsAttentionKeepsLargestMeanClsAttentionByHand) {
+  // Batch 0: head means over the CLS row, tokens 1..4: (0.10+0.20)/2 = 0.15, (0.40+0.30)/2 = 0.35,
+  //          (0.30+0.05)/2 = 0.175, (0.15+0.40)/2 = 0.275. CLS itself only gets 0.05.
+  // Batch 1: tokens 1..4: (0.45+0.35)/2 = 0.4, (0.05+0.05)/2 = 0.05, (0.3+0.3)/2 = 0.3,
+  //          (0.15+0.25)/2 = 0.2.
+  torch::Tensor p = cls_rows({{{0.05, 0.10, 0.40, 0.30, 0.15}, {0.05, 0.20, 0.30, 0.05, 0.40}},
+                              {{0.05, 0.45, 0.05, 0.30, 0.15}, {0.05, 0.35, 0.05, 0.30, 0.25}}});
+  torch::Tensor keys = torch::zeros({2, 5, 4}, torch::kFloat64);
+  torch::Tensor k3 = select_tokens(step_of("cls-attention", 3), p, keys, 1);
+  ASSERT_EQ(k3.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(k3.scalar_type(), torch::kInt64);
+  EXPECT_EQ(row(k3, 0), (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(row(k3, 1), (std::vector<int64_t>{0, 1, 3}));
+  torch::Tensor k4 = select_tokens(step_of("cls-attention", 4), p, keys, 1);
+  EXPECT_EQ(row(k4, 0), (std::vector<int64_t>{0, 2, 3, 4}));
+  EXPECT_EQ(row(k4, 1), (std::vector<int64_t>{0, 1, 3, 4}));
+  torch::Tensor k2 = select_tokens(step_of("cls-attention", 2), p, keys, 1);
+  EXPECT_EQ(row(k2, 0), (std::vector<int64_t>{0, 2}));
+  EXPECT_EQ(row(k2, 1), (std::vector<int64_t>{0, 1}));
+  // Keeping every token is the identity.
+  EXPECT_EQ(row(select_tokens(step_of("cls-attention", 5), p, keys, 1), 0),
+            (std::vector<int64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(SelectTokens, SpecialTokensAlwaysKeptAndIndicesAscending) {
+  torch::manual_seed(3);
+  const int64_t N = 20;
+  for (int64_t specials : {1, 2})
+    for (const char* method : {"zero-tprune", "cls-attention", "random"}) {
+      // Attention that ignores the special tokens entirely: they would rank last on their own.
+      torch::Tensor logits = torch::randn({3, 2, N, N}, torch::kFloat64);
+      logits.narrow(3, 0, specials).fill_(-1e9);
+      torch::Tensor p = at::softmax(logits, -1);
+      torch::Tensor keys = torch::randn({3, N, 8}, torch::kFloat64);
+      TokenPruneStep st = step_of(method, 7);
+      st.iterations = 3;
+      st.similar = std::string(method) == "zero-tprune" ? 4 : 0;
+      torch::Tensor idx = select_tokens(st, p, keys, specials);
+      ASSERT_EQ(idx.sizes(), (std::vector<int64_t>{3, 7})) << method;
+      for (int64_t b = 0; b < 3; ++b) {
+        auto r = row(idx, b);
+        for (int64_t s = 0; s < specials; ++s) EXPECT_EQ(r[s], s) << method << " batch " << b;
+        for (size_t i = 1; i < r.size(); ++i) EXPECT_LT(r[i - 1], r[i]) << method;
+        EXPECT_GE(r.front(), 0);
+        EXPECT_LT(r.back(), N);
+      }
+    }
+}
+
+TEST(SelectTokens, RandomIsSeededByStepSeedAndLayer) {
+  const int64_t N = 50;
+  torch::Tensor p = torch::full({2, 2, N, N}, 1.0 / N, torch::kFloat64);
+  torch::Tensor keys = torch::zeros({2, N, 4}, torch::kFloat64);
+  TokenPruneStep st = step_of("random", 10, 1);
+  st.seed = 42;
+  torch::Tensor a = select_tokens(st, p, keys, 1);
+  torch::Tensor again = select_tokens(st, p, keys, 1);
+  // Global RNG state must not matter.
+  torch::manual_seed(999);
+  (void)torch::rand({100});
+  torch::Tensor after_global = select_tokens(st, p, keys, 1);
+  EXPECT_TRUE(torch::equal(a, again));
+  EXPECT_TRUE(torch::equal(a, after_global));
+  TokenPruneStep other_seed = st;
+  other_seed.seed = 43;
+  EXPECT_FALSE(torch::equal(a, select_tokens(other_seed, p, keys, 1)));
+  TokenPruneStep other_layer = st;
+  other_layer.layer = 2;
+  EXPECT_FALSE(torch::equal(a, select_tokens(other_layer, p, keys, 1)));
+  // Both rows keep CLS and 9 distinct other tokens, and the two rows of the batch differ (each
+  // sequence gets its own draw).
+  for (int64_t b = 0; b < 2; ++b) {
+    auto r = row(a, b);
+    EXPECT_EQ(r[0], 0);
+    EXPECT_EQ(std::set<int64_t>(r.begin(), r.end()).size(), 10u);
+  }
+  EXPECT_FALSE(torch::equal(a[0], a[1]));
+}
+
+// Zero-TPrune with one head whose rows are all equal to w: any PageRank start gives s = w after
+// one or more iterations, so both I′ and I rank tokens 1..4 as 1 > 2 > 3 > 4 (w = 0.3, 0.25,
+// 0.15, 0.1). Upper half {1, 2}, lower half {3, 4}. Keeping 4 of 5 drops one token.
+struct SStageCase {
+  torch::Tensor probs = torch::tensor({0.2, 0.3, 0.25, 0.15, 0.1}, torch::kFloat64)
+                            .expand({1, 1, 5, 5})
+                            .contiguous();
+  // Keys: tokens 1, 2, 4 orthogonal; token 3's key is 2 × token 1's (cosine 1, not equal norm).
+  torch::Tensor keys = f64({1, 0, 0, 0, 0,   //
+                            0, 1, 0, 0, 0,   //
+                            0, 0, 1, 0, 0,   //
+                            0, 2, 0, 0, 0,   //
+                            0, 0, 0, 0, 1},  //
+                           {1, 5, 5});
+};
+
+TEST(SelectTokens, ZeroTPruneWithoutSStageIsPageRankTopK) {
+  SStageCase c;
+  TokenPruneStep st = step_of("zero-tprune", 4);
+  st.iterations = 5;
+  EXPECT_EQ(row(select_tokens(st, c.probs, c.keys, 1), 0), (std::vector<int64_t>{0, 1, 2, 3}));
+  st.keep = 3;
+  EXPECT_EQ(row(select_tokens(st, c.probs, c.keys, 1), 0), (std::vector<int64_t>{0, 1, 2}));
+  st.keep = 2;
+  EXPECT_EQ(row(select_tokens(st, c.probs, c.keys, 1), 0), (std::vector<int64_t>{0, 1}));
+}
+
+TEST(SelectTokens, ZeroTPruneSStageDropsTheTokenDuplicatingAMoreImportantKey) {
+  SStageCase c;
+  TokenPruneStep st = step_of("zero-tprune", 4);
+  st.iterations = 5;
+  st.similar = 1;
+  // PageRank top-3 would keep token 3 (and drop 4); token 3's key duplicates token 1's, so the
+  // S stage drops 3 and the I stage fills the place with 4.
+  EXPECT_EQ(row(select_tokens(st, c.probs, c.keys, 1), 0), (std::vector<int64_t>{0, 1, 2, 4}));
+  // The same for the CLS-weighted start (the rows are equal, the ranking does not change).
+  st.uniform_init = true;
+  EXPECT_EQ(row(select_tokens(st, c.probs, c.keys, 1), 0), (std::vector<int64_t>{0, 1, 2, 4}));
+
+  // Control: move the duplicate to token 4 (token 3 now orthogonal): the S stage drops 4, the
+  // result equals plain top-k. It is the similarity that decides, not the position.
+  torch::Tensor keys2 = c.keys.clone();
+  keys2[0][3] = torch::tensor({0.0, 0.0, 0.0, 1.0, 0.0}, torch::kFloat64);
+  keys2[0][4] = torch::tensor({0.0, 0.0, 3.0, 0.0, 0.0}, torch::kFloat64);  // duplicates token 2
+  EXPECT_EQ(row(select_tokens(st, c.probs, keys2, 1), 0), (std::vector<int64_t>{0, 1, 2, 3}));
+
+  // Only lower-half tokens are candidates: a duplicate pair inside the upper half (1 and 2) does
+  // not drop either of them.
+  torch::Tensor keys3 = c.keys.clone();
+  keys3[0][2] = keys3[0][1];
+  keys3[0][3] = torch::tensor({0.0, 0.0, 0.0, 1.0, 0.0}, torch::kFloat64);
+  keys3[0][4] = torch::tensor({-1.0, 0.0, 0.0, 0.0, 0.0}, torch::kFloat64);
+  // sim(3, upper) = 0, sim(4, upper) = 0: a tie between 3 and 4, but 1 and 2 must stay.
+  auto r = row(select_tokens(st, c.probs, keys3, 1), 0);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[0], 0);
+  EXPECT_EQ(r[1], 1);
+  EXPECT_EQ(r[2], 2);
+}
+
+TEST(SelectTokens, KeepOutsideSpecialsToTokensIsInputError) {
+  SStageCase c;
+  for (int64_t keep : {0, 1, 6}) {
+    SCOPED_TRACE(keep);
+    TokenPruneStep st = step_of("zero-tprune", keep, 3);
+    EXPECT_INPUT_ERROR(select_tokens(st, c.probs, c.keys, 1),
+                       AllOf(HasSubstr("layer 3"), HasSubstr("keep " + std::to_string(keep)),
+                             HasSubstr("(1, 5]")));
+  }
+  // Two special tokens: keep 2 keeps nothing else.
+  EXPECT_INPUT_ERROR(select_tokens(step_of("cls-attention", 2), c.probs, c.keys, 2),
+                     AllOf(HasSubstr("keep 2"), HasSubstr("(2, 5]")));
+}
+
+TEST(SelectTokens, UnknownMethodIsInputError) {
+  SStageCase c;
+  EXPECT_INPUT_ERROR(select_tokens(step_of("pagerank", 3), c.probs, c.keys, 1),
+                     AllOf(HasSubstr("method"), HasSubstr("'pagerank'")));
+}
+
+TEST(GatherTokens, PicksRowsPerSequence) {
+  torch::Tensor x = torch::arange(2 * 4 * 3, torch::kFloat64).reshape({2, 4, 3});
+  torch::Tensor idx = torch::tensor({0, 2, 0, 3}, torch::kInt64).reshape({2, 2});
+  torch::Tensor g = gather_tokens(x, idx);
+  ASSERT_EQ(g.sizes(), (std::vector<int64_t>{2, 2, 3}));
+  // x[b, t, c] = 12 b + 3 t + c.
+  EXPECT_EQ(g[0][1][0].item<double>(), 6.0);   // b 0, t 2
+  EXPECT_EQ(g[1][0][2].item<double>(), 14.0);  // b 1, t 0, c 2
+  EXPECT_EQ(g[1][1][1].item<double>(), 22.0);  // b 1, t 3, c 1
+}
+
+// ---- selection cost -----------------------------------------------------------------------------
+
+TEST(TokenSelectionMacs, MatchesTheFormulaByHand) {
+  // n = 17 tokens (CLS + 16), 2 heads, key width 16.
+  TokenPruneStep st = step_of("zero-tprune", 9);
+  st.iterations = 5;
+  // I stage only: heads·n²·iterations = 2·289·5.
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5);
+  EXPECT_EQ(2 * 289 * 5, 2890);
+  // S stage (r > 0): one I′ iteration heads·n² plus lower·upper·key_dim similarity products;
+  // 16 non-special tokens split 8 / 8.
+  st.similar = 3;
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5 + 2 * 289 + 8 * 8 * 16);
+  // Odd split: n = 18 → 17 non-special tokens, upper 9, lower 8.
+  EXPECT_EQ(token_selection_macs(st, 18, 2, 16, 1), 2 * 324 * 5 + 2 * 324 + 8 * 9 * 16);
+  // r is capped at half the non-special tokens but stays > 0: same count.
+  st.similar = 100;
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5 + 2 * 289 + 8 * 8 * 16);
+  // Baselines cost nothing; a step that keeps every token runs no selection.
+  EXPECT_EQ(token_selection_macs(step_of("random", 9), 17, 2, 16, 1), 0);
+  EXPECT_EQ(token_selection_macs(step_of("cls-attention", 9), 17, 2, 16, 1), 0);
+  st.keep = 17;
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 0);
+}
+
+}  // namespace
+}  // namespace pare
