@@ -1,5 +1,6 @@
 #include "builtin.h"
 
+#include "quantize_pass.h"
 #include "slicegpt.h"
 
 namespace pare {
@@ -10,6 +11,7 @@ void register_builtin_passes() {
   done = true;
   PassTable& t = PassTable::global();
   register_slicegpt(t);
+  register_quantize(t);
 }
 
 }  // namespace pare

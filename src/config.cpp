@@ -87,6 +87,14 @@ void ArchConfig::finalize(const std::string& src) {
   PARE_CHECK(static_cast<int64_t>(image_mean.size()) == num_channels &&
                  static_cast<int64_t>(image_std.size()) == num_channels,
              src, ": image_mean/image_std need num_channels = ", num_channels, " entries");
+  PARE_CHECK(quantized.empty() || quant_method == "rtn" || quant_method == "gptq", src,
+             ": pare.quantization.method: expected rtn or gptq, got '", quant_method, "'");
+  for (const auto& [slot, q] : quantized) {
+    const std::string qs = concat(src, ": pare.quantization.slots.", slot);
+    PARE_CHECK(q.bits == 4 || q.bits == 8, qs, ".bits: expected 4 or 8, got ", q.bits);
+    PARE_CHECK(q.group_size >= 0, qs, ".group_size: expected 0 (per channel) or a positive ",
+               "integer, got ", q.group_size);
+  }
 }
 
 namespace {
@@ -165,6 +173,22 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
         c.layers.push_back(d);
       }
     }
+    if (p.contains("quantization")) {
+      const auto& q = p["quantization"];
+      const std::string qs = ps + ".quantization";
+      PARE_CHECK(q.is_object() && q.contains("slots") && q["slots"].is_object(), qs,
+                 ": expected an object {method, slots: {SLOT: {bits, group_size, symmetric}}}");
+      get(q, "method", c.quant_method, qs, "a string");
+      for (auto it = q["slots"].begin(); it != q["slots"].end(); ++it) {
+        const std::string ss = qs + ".slots." + it.key();
+        PARE_CHECK(it->is_object() && it->contains("bits"), ss, ": expected an object with bits");
+        QuantSlot qslot;
+        get(*it, "bits", qslot.bits, ss, "an integer");
+        get(*it, "group_size", qslot.group_size, ss, "an integer");
+        get(*it, "symmetric", qslot.symmetric, ss, "a boolean");
+        c.quantized[it.key()] = qslot;
+      }
+    }
   }
   c.finalize(src);
   return c;
@@ -202,6 +226,12 @@ nlohmann::json config_to_json(const ArchConfig& c) {
   p["out_dim"] = c.out_dim;
   p["image_mean"] = c.image_mean;
   p["image_std"] = c.image_std;
+  if (!c.quantized.empty()) {
+    nlohmann::ordered_json slots = nlohmann::ordered_json::object();
+    for (const auto& [slot, q] : c.quantized)
+      slots[slot] = {{"bits", q.bits}, {"group_size", q.group_size}, {"symmetric", q.symmetric}};
+    p["quantization"] = {{"method", c.quant_method}, {"slots", slots}};
+  }
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
   for (const auto& l : c.layers)
     layers.push_back({{"heads", l.heads},

@@ -8,11 +8,24 @@
 // per-layer dimensions from the HF fields.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace pare {
+
+// Weight-only quantization format of one linear slot (quantize pass; src/quant_linear.h):
+// unsigned `bits`-bit codes, one scale (and, asymmetric, one zero point) per output row and group
+// of `group_size` input columns.
+struct QuantSlot {
+  int64_t bits = 8;        // 4 or 8
+  int64_t group_size = 0;  // input columns per group; 0 = the whole input width (per channel)
+  bool symmetric = true;   // symmetric: implicit zero point 2^(bits-1); else stored per group
+  bool operator==(const QuantSlot& o) const {
+    return bits == o.bits && group_size == o.group_size && symmetric == o.symmetric;
+  }
+};
 
 // Dimensions of one transformer block. Residual widths are per "site": the input of the
 // attention sub-block (attn_in) and of the MLP sub-block (mlp_in); both equal hidden_size in a
@@ -67,6 +80,11 @@ struct ArchConfig {
   // Fills `layers` and `out_dim` from the HF fields when they are empty; validates everything.
   // Throws InputError naming `source` and the field.
   void finalize(const std::string& source);
+
+  // Weight-only quantization (pare.quantization): the method that made the codes and the format
+  // of every quantized linear slot; both empty when no slot is quantized.
+  std::string quant_method;                    // "rtn" or "gptq"
+  std::map<std::string, QuantSlot> quantized;  // slot name -> format
 };
 
 // config.json <-> ArchConfig. from_json throws InputError("SOURCE: field: expected ..., got ...").

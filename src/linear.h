@@ -1,9 +1,10 @@
 // Linear slots and their forms (DESIGN.md "Model IR").
 //
 // A Linear maps x [..., in] to y [..., out]. Its form decides how the weight is stored:
-// dense now (weight [out, in], optional bias [out], PyTorch layout); low-rank, dense×sparse and
-// quantized forms implement the same interface later, so the forward never asks which pass made
-// a slot. Passes that edit rows/columns (Rewriter) need the dense form and say so otherwise.
+// dense (weight [out, in], optional bias [out], PyTorch layout) or quantized (src/quant_linear.h);
+// low-rank and dense×sparse forms implement the same interface later, so the forward never asks
+// which pass made a slot. Passes that edit rows/columns (Rewriter) need the dense form and say so
+// otherwise.
 #pragma once
 
 #include <torch/types.h>
@@ -23,6 +24,9 @@ class LinearForm {
   virtual int64_t out_features() const = 0;
   // Multiply-accumulates for one input row (FLOPs = 2 × MACs).
   virtual int64_t macs_per_row() const = 0;
+  // Parameters the form represents: logical weights (out·in for a quantized form, whose scales
+  // and zero points are storage, not parameters) plus the bias.
+  virtual int64_t num_params() const = 0;
   // Stored tensors by part name ("weight", "bias", ...), as written to the checkpoint.
   virtual std::map<std::string, torch::Tensor> tensors() const = 0;
   virtual std::shared_ptr<LinearForm> clone() const = 0;
@@ -38,6 +42,9 @@ class DenseLinear : public LinearForm {
   int64_t in_features() const override { return weight.size(1); }
   int64_t out_features() const override { return weight.size(0); }
   int64_t macs_per_row() const override { return weight.size(0) * weight.size(1); }
+  int64_t num_params() const override {
+    return weight.numel() + (bias.defined() ? bias.numel() : 0);
+  }
   std::map<std::string, torch::Tensor> tensors() const override;
   std::shared_ptr<LinearForm> clone() const override;
   void to_dtype(torch::ScalarType dtype) override;

@@ -16,6 +16,15 @@ std::pair<std::string, std::string> split_part(const std::string& flat) {
   if (dot == std::string::npos) return {flat, ""};
   return {flat.substr(0, dot), flat.substr(dot + 1)};
 }
+
+// The dense form of a linear slot; InputError naming the slot and its form otherwise.
+DenseLinear* dense_form(const std::string& slot, LinearForm& f) {
+  auto* d = dynamic_cast<DenseLinear*>(&f);
+  PARE_CHECK(d, "linear '", slot, "' has form '", f.kind(),
+             "'; this operation needs the dense form (passes that edit weights, such as slicegpt, ",
+             "must run before the pass that made this form)");
+  return d;
+}
 }  // namespace
 
 bool Model::has(const std::string& flat) const {
@@ -35,9 +44,7 @@ torch::Tensor& Model::at(const std::string& flat) {
   auto [slot, part] = split_part(flat);
   auto it = linears.find(slot);
   PARE_CHECK(it != linears.end(), "model has no tensor '", flat, "'");
-  auto* d = dynamic_cast<DenseLinear*>(it->second.get());
-  PARE_CHECK(d, "linear '", slot, "' has form '", it->second->kind(),
-             "'; this operation needs the dense form");
+  DenseLinear* d = dense_form(slot, *it->second);
   if (part == "weight") return d->weight;
   if (part == "bias" && d->bias.defined()) return d->bias;
   throw InputError(concat("model has no tensor '", flat, "'"));
@@ -52,9 +59,7 @@ const LinearForm& Model::linear(const std::string& slot) const {
 DenseLinear& Model::dense(const std::string& slot) {
   auto it = linears.find(slot);
   PARE_CHECK(it != linears.end(), "model has no linear slot '", slot, "'");
-  auto* d = dynamic_cast<DenseLinear*>(it->second.get());
-  PARE_CHECK(d, "linear '", slot, "' has form '", it->second->kind(),
-             "'; this operation needs the dense form");
+  DenseLinear* d = dense_form(slot, *it->second);
   return *d;
 }
 
@@ -67,7 +72,8 @@ std::map<std::string, torch::Tensor> Model::flat_tensors() const {
 
 int64_t Model::num_params() const {
   int64_t n = 0;
-  for (const auto& [name, t] : flat_tensors()) n += t.numel();
+  for (const auto& [name, t] : tensors) n += t.numel();
+  for (const auto& [slot, form] : linears) n += form->num_params();
   return n;
 }
 

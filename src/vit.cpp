@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "error.h"
+#include "quant_linear.h"
 
 namespace pare {
 
@@ -93,6 +94,7 @@ class VitFamily : public Family {
     if (ln) e["out_norm.weight"] = e["out_norm.bias"] = {c.out_dim};
     e["cls_head.weight"] = {c.num_labels, c.out_dim};
     e["cls_head.bias"] = {c.num_labels};
+    apply_quantized_shapes(c, linear_slots(c), e, "config.json");
     return e;
   }
 
@@ -248,11 +250,14 @@ class VitFamily : public Family {
   std::vector<CostRow> costs(const Model& m) const override {
     const ArchConfig& c = m.config;
     const int64_t T = c.seq_len(), N = c.num_patches();
-    const auto flat = m.flat_tensors();
+    // Parameters under a name prefix: plain tensors by numel, linear slots by num_params (a
+    // quantized slot counts its logical weights, not its packed codes and scales).
     auto params_of = [&](const std::string& prefix) {
       int64_t n = 0;
-      for (const auto& [name, t] : flat)
+      for (const auto& [name, t] : m.tensors)
         if (name.rfind(prefix, 0) == 0) n += t.numel();
+      for (const auto& [slot, form] : m.linears)
+        if ((slot + ".").rfind(prefix, 0) == 0) n += form->num_params();
       return n;
     };
     std::vector<CostRow> rows;
@@ -317,8 +322,14 @@ class VitFamily : public Family {
         unknown.push_back(hf);
         continue;
       }
-      PARE_CHECK(t.is_floating_point(), src, ": tensor '", hf, "': expected a floating dtype, got ",
-                 c10::toString(t.scalar_type()));
+      const bool codes = is_quant_code_part(f.substr(f.rfind('.') + 1));
+      if (codes)
+        PARE_CHECK(t.scalar_type() == torch::kUInt8, src, ": tensor '", hf,
+                   "': expected dtype U8 (packed quantization codes), got ",
+                   c10::toString(t.scalar_type()));
+      else
+        PARE_CHECK(t.is_floating_point(), src, ": tensor '", hf,
+                   "': expected a floating dtype, got ", c10::toString(t.scalar_type()));
       if (f == "patch_embd.weight") {
         const Shape want{expected[f][0], c.num_channels, c.patch_size, c.patch_size};
         PARE_CHECK(t.sizes().vec() == want, src, ": tensor '", hf, "': expected ",
@@ -328,7 +339,7 @@ class VitFamily : public Family {
       PARE_CHECK(t.sizes().vec() == expected[f], src, ": tensor '", hf, "': expected ",
                  c10::IntArrayRef(expected[f]), ", got ", t.sizes(), " (config.json disagrees with ",
                  "the weights)");
-      flat[f] = t.to(torch::kFloat32).contiguous();
+      flat[f] = (codes ? t : t.to(torch::kFloat32)).contiguous();
     }
     for (const auto& [f, shape] : expected)
       if (!flat.count(f)) missing.push_back(vit_hf_name(f));
@@ -340,12 +351,7 @@ class VitFamily : public Family {
     };
     PARE_CHECK(missing.empty(), src, ": missing tensors: ", join(missing));
     PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
-    for (const auto& slot : linear_slots(c)) {
-      auto bias = flat.count(slot + ".bias") ? flat[slot + ".bias"] : torch::Tensor();
-      m.linears[slot] = std::make_shared<DenseLinear>(flat[slot + ".weight"], bias);
-      flat.erase(slot + ".weight");
-      flat.erase(slot + ".bias");
-    }
+    for (const auto& slot : linear_slots(c)) m.linears[slot] = take_linear_form(c, slot, flat);
     m.tensors = std::move(flat);
     return m;
   }
@@ -372,6 +378,13 @@ const NamePair kTopNames[] = {
     {"out_norm.bias", "vit.layernorm.bias"},
     {"cls_head.weight", "classifier.weight"},
     {"cls_head.bias", "classifier.bias"},
+    // Quantized linears (src/quant_linear.h): packed codes, scales, zero points.
+    {"patch_embd.qweight", "vit.embeddings.patch_embeddings.projection.qweight"},
+    {"patch_embd.scales", "vit.embeddings.patch_embeddings.projection.scales"},
+    {"patch_embd.qzeros", "vit.embeddings.patch_embeddings.projection.qzeros"},
+    {"cls_head.qweight", "classifier.qweight"},
+    {"cls_head.scales", "classifier.scales"},
+    {"cls_head.qzeros", "classifier.qzeros"},
 };
 
 }  // namespace
@@ -379,11 +392,12 @@ const NamePair kTopNames[] = {
 std::string vit_hf_name(const std::string& flat) {
   for (const auto& p : kTopNames)
     if (flat == p.flat) return p.hf;
-  static const std::regex re(R"(blk\.(\d+)\.([a-z_]+)(\.(weight|bias))?)");
+  static const std::regex re(R"(blk\.(\d+)\.([a-z_]+)(\.(weight|bias|qweight|scales|qzeros))?)");
   std::smatch mt;
   if (!std::regex_match(flat, mt, re)) return "";
   const std::string rest = mt[3].str();
   if (mt[2] == "attn_shortcut" || mt[2] == "ffn_shortcut") return rest.empty() ? "pare." + flat : "";
+  if (is_quant_part(mt[4].str()) && mt[2].str().find("norm") != std::string::npos) return "";
   for (const auto& p : kLayerNames)
     if (mt[2] == p.flat && !rest.empty())
       return "vit.encoder.layer." + mt[1].str() + "." + p.hf + rest;
@@ -397,11 +411,14 @@ std::string vit_flat_name(const std::string& hf) {
     std::string f = hf.substr(5);
     return vit_hf_name(f) == hf ? f : "";
   }
-  static const std::regex re(R"(vit\.encoder\.layer\.(\d+)\.(.+)\.(weight|bias))");
+  static const std::regex re(R"(vit\.encoder\.layer\.(\d+)\.(.+)\.(weight|bias|qweight|scales|qzeros))");
   std::smatch mt;
   if (!std::regex_match(hf, mt, re)) return "";
   for (const auto& p : kLayerNames)
-    if (mt[2] == p.hf) return "blk." + mt[1].str() + "." + p.flat + "." + mt[3].str();
+    if (mt[2] == p.hf) {
+      const std::string f = "blk." + mt[1].str() + "." + p.flat + "." + mt[3].str();
+      return vit_hf_name(f) == hf ? f : "";
+    }
   return "";
 }
 
