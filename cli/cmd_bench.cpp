@@ -6,6 +6,7 @@
 // compared), so the speedup s = latency_dense / latency_sliced is a ratio from one run. Also times
 // one evaluation pass (forward only) over the calibration images, the yardstick for slicing time.
 // The text after the line "<!-- discussion -->" in an existing output file is kept.
+// `pare bench` dispatches to one benchmark per subcommand (bench_util.h).
 #include <ATen/Parallel.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bench_util.h"
 #include "builtin.h"
 #include "checkpoint.h"
 #include "commands.h"
@@ -24,48 +26,10 @@
 #include "slicegpt.h"
 
 namespace pare::cli {
+
 namespace {
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// Median ms of `reps` alternating forwards of a and b on the same input (after warm-up).
-std::pair<double, double> side_by_side(const Model& a, const Model& b, int64_t batch, int reps) {
-  torch::NoGradGuard ng;
-  torch::manual_seed(7);
-  const auto& c = a.config;
-  torch::Tensor x = torch::randn({batch, c.num_channels, c.image_size, c.image_size});
-  for (int i = 0; i < 3; ++i) {
-    a.forward(x);
-    b.forward(x);
-  }
-  std::vector<double> ta, tb;
-  for (int i = 0; i < reps; ++i) {
-    double t0 = now_ms();
-    (void)a.forward(x).sum().item<float>();
-    double t1 = now_ms();
-    (void)b.forward(x).sum().item<float>();
-    double t2 = now_ms();
-    ta.push_back(t1 - t0);
-    tb.push_back(t2 - t1);
-  }
-  std::sort(ta.begin(), ta.end());
-  std::sort(tb.begin(), tb.end());
-  return {ta[ta.size() / 2], tb[tb.size() / 2]};
-}
-
-std::string f(const char* fmt, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, fmt, v);
-  return b;
-}
-
-}  // namespace
-
-Runner add_bench(CLI::App& app, Common&) {
+BenchCommand bench_slicegpt(CLI::App* bench) {
   struct Args {
     std::string model = "models/vit-fmnist", out = "results/quickstart.md",
                 data = kDefaultFashionMnistDir;
@@ -74,8 +38,6 @@ Runner add_bench(CLI::App& app, Common&) {
     int reps_b1 = 50, reps_b256 = 10;
   };
   auto a = std::make_shared<Args>();
-  auto* bench = app.add_subcommand("bench", "Benchmarks that write results/*.md");
-  bench->require_subcommand(1);
   auto* sub = bench->add_subcommand("slicegpt", "SliceGPT sweep: accuracy, size, FLOPs, latency");
   sub->add_option("--model", a->model, "Dense model folder")->capture_default_str();
   sub->add_option("--out", a->out, "Markdown output")->capture_default_str();
@@ -85,7 +47,7 @@ Runner add_bench(CLI::App& app, Common&) {
   sub->add_option("--limit", a->limit, "Test images (-1: all)")->capture_default_str();
   sub->add_option("--reps-b1", a->reps_b1, "Timed runs at batch 1")->capture_default_str();
   sub->add_option("--reps-b256", a->reps_b256, "Timed runs at batch 256")->capture_default_str();
-  return [a]() -> int {
+  return {sub, [a]() -> int {
     for (double s : a->slicing)
       PARE_CHECK(s >= 0 && s < 1, "--slicing: expected values in [0, 1), got ", s);
     ImageDataset test = load_fashion_mnist(a->data, "test");
@@ -161,17 +123,24 @@ Runner add_bench(CLI::App& app, Common&) {
            << (t_slice <= 3 * t_eval ? "yes" : "**no**") << " |\n";
       }
     }
-    std::string keep;
-    if (file_exists(a->out)) {
-      std::string old = read_file(a->out);
-      auto pos = old.find("<!-- discussion -->");
-      if (pos != std::string::npos) keep = old.substr(pos);
-    }
-    if (keep.empty()) keep = "<!-- discussion -->\n";
-    std::filesystem::create_directories(std::filesystem::path(a->out).parent_path());
-    write_file_atomic(a->out, md.str() + "\n" + keep);
+    write_results(a->out, md.str());
     std::cout << md.str();
     return 0;
+  }};
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app, Common&) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks that write results/*.md");
+  bench->require_subcommand(1);
+  auto cmds = std::make_shared<std::vector<BenchCommand>>(
+      std::vector<BenchCommand>{bench_slicegpt(bench), bench_zero_tprune(bench),
+                                bench_quantize(bench)});
+  return [cmds]() -> int {
+    for (const auto& c : *cmds)
+      if (c.sub->parsed()) return c.run();
+    return 2;
   };
 }
 

@@ -76,6 +76,14 @@ Runner add_inspect(CLI::App& app, Common&) {
     std::cout << "params " << m.num_params() << ", FLOPs/image " << flops << ", checkpoint bytes "
               << checkpoint_bytes(m) << "\n\n";
     std::cout << layer_table_markdown(rows);
+    for (const auto& st : c.token_pruning)
+      std::cout << "token pruning in layer " << st.layer << ": " << st.method << ", keep "
+                << st.keep << " of " << c.tokens_in(st.layer) << " tokens"
+                << (st.method == "zero-tprune"
+                        ? concat(", ", st.iterations, " PageRank iterations, S stage drops ",
+                                 st.similar)
+                        : std::string())
+                << "\n";
     if (!c.history.empty()) std::cout << "\nhistory: " << c.history.dump() << "\n";
     return 0;
   };
@@ -93,6 +101,8 @@ Runner add_passes(CLI::App& app, Common&) {
           case OptionSpec::kInteger: std::cout << "integer"; break;
           case OptionSpec::kBool: std::cout << "bool"; break;
           case OptionSpec::kString: std::cout << "string"; break;
+          case OptionSpec::kNumberList: std::cout << "numbers"; break;
+          case OptionSpec::kIntegerList: std::cout << "integers"; break;
         }
         std::cout << ", default " << o.default_value.dump();
         if (o.min || o.max)

@@ -2,6 +2,7 @@
 
 #include "quantize_pass.h"
 #include "slicegpt.h"
+#include "zero_tprune.h"
 
 namespace pare {
 
@@ -12,6 +13,7 @@ void register_builtin_passes() {
   PassTable& t = PassTable::global();
   register_slicegpt(t);
   register_quantize(t);
+  register_zero_tprune(t);
 }
 
 }  // namespace pare

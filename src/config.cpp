@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <algorithm>
+
 #include "error.h"
 #include "fileio.h"
 
@@ -20,6 +22,24 @@ void ArchConfig::set_site_dim(int64_t s, int64_t d) {
   }
   LayerDims& l = layers[s / 2];
   (s % 2 == 0 ? l.attn_in : l.mlp_in) = d;
+}
+
+const TokenPruneStep* ArchConfig::prune_step(int64_t layer) const {
+  for (const auto& st : token_pruning)
+    if (st.layer == layer) return &st;
+  return nullptr;
+}
+
+int64_t ArchConfig::tokens_in(int64_t layer) const {
+  int64_t t = seq_len();
+  for (const auto& st : token_pruning)
+    if (st.layer < layer) t = st.keep;
+  return t;
+}
+
+int64_t ArchConfig::tokens_out(int64_t layer) const {
+  const TokenPruneStep* st = prune_step(layer);
+  return st ? st->keep : tokens_in(layer);
 }
 
 bool ArchConfig::hf_expressible() const {
@@ -76,6 +96,32 @@ void ArchConfig::finalize(const std::string& src) {
                                       : concat("pare.layers[", s / 2, "].", s % 2 ? "mlp_in" : "attn_in"),
                  " disagrees with hidden_size ", hidden_size);
   }
+  int64_t tokens = seq_len(), prev_layer = -1;
+  for (size_t i = 0; i < token_pruning.size(); ++i) {
+    const auto& st = token_pruning[i];
+    const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
+    PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
+               ": pare.token_pruning has ", token_pruning.size(),
+               " steps, more than the ", num_hidden_layers, " layers");
+    PARE_CHECK(st.layer >= 0 && st.layer < num_hidden_layers, ts, ".layer: expected 0..",
+               num_hidden_layers - 1, ", got ", st.layer);
+    PARE_CHECK(st.layer > prev_layer, ts, ".layer: steps must be in increasing layer order, got ",
+               st.layer, " after ", prev_layer);
+    PARE_CHECK(st.keep > special_tokens() && st.keep <= tokens, ts, ".keep: expected ",
+               special_tokens() + 1, "..", tokens, " tokens (", special_tokens(),
+               " special token(s) are always kept, ", tokens, " enter layer ", st.layer, "), got ",
+               st.keep);
+    PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "cls-attention",
+               ts, ".method: expected zero-tprune, random or cls-attention, got '", st.method, "'");
+    PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
+               ".iterations: expected 1..1000, got ", st.iterations);
+    const int64_t max_similar = std::min(tokens - st.keep, (tokens - special_tokens()) / 2);
+    PARE_CHECK(st.similar >= 0 && st.similar <= max_similar, ts, ".similar: expected 0..",
+               max_similar, " (at most the tokens dropped at this step and the less important ",
+               "half), got ", st.similar);
+    tokens = st.keep;
+    prev_layer = st.layer;
+  }
   if (id2label.empty())
     for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
   PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
@@ -107,6 +153,19 @@ void get(const nlohmann::json& j, const char* key, T& out, const std::string& sr
     out = j.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {
     throw InputError(concat(src, ": ", key, ": expected ", expected, ", got ", j.at(key).dump()));
+  }
+}
+
+// Calls fn(element, "SRC.key[i]") for every element of the array p[key] (absent: nothing), each
+// required to be an object.
+template <class F>
+void each_object(const nlohmann::json& p, const char* key, const std::string& ps, F fn) {
+  if (!p.contains(key)) return;
+  PARE_CHECK(p[key].is_array(), ps, ".", key, ": expected an array");
+  for (size_t i = 0; i < p[key].size(); ++i) {
+    const std::string path = concat(ps, ".", key, "[", i, "]");
+    PARE_CHECK(p[key][i].is_object(), path, ": expected an object");
+    fn(p[key][i], path);
   }
 }
 
@@ -158,21 +217,27 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     get(p, "image_mean", c.image_mean, ps, "a list of numbers");
     get(p, "image_std", c.image_std, ps, "a list of numbers");
     if (p.contains("history")) c.history = p["history"];
-    if (p.contains("layers")) {
-      PARE_CHECK(p["layers"].is_array(), ps, ".layers: expected an array");
-      for (size_t i = 0; i < p["layers"].size(); ++i) {
-        const auto& l = p["layers"][i];
-        const std::string ls = ps + ".layers[" + std::to_string(i) + "]";
-        PARE_CHECK(l.is_object(), ls, ": expected an object");
-        LayerDims d;
-        get(l, "heads", d.heads, ls, "an integer");
-        get(l, "head_dim", d.head_dim, ls, "an integer");
-        get(l, "intermediate_size", d.intermediate_size, ls, "an integer");
-        get(l, "attn_in", d.attn_in, ls, "an integer");
-        get(l, "mlp_in", d.mlp_in, ls, "an integer");
-        c.layers.push_back(d);
-      }
-    }
+    each_object(p, "token_pruning", ps, [&](const nlohmann::json& t, const std::string& ts) {
+      PARE_CHECK(t.contains("layer") && t.contains("keep"), ts, ": expected layer and keep");
+      TokenPruneStep st;
+      get(t, "layer", st.layer, ts, "an integer");
+      get(t, "keep", st.keep, ts, "an integer");
+      get(t, "method", st.method, ts, "a string");
+      get(t, "iterations", st.iterations, ts, "an integer");
+      get(t, "similar", st.similar, ts, "an integer");
+      get(t, "uniform_init", st.uniform_init, ts, "a boolean");
+      get(t, "seed", st.seed, ts, "an integer");
+      c.token_pruning.push_back(st);
+    });
+    each_object(p, "layers", ps, [&](const nlohmann::json& l, const std::string& ls) {
+      LayerDims d;
+      get(l, "heads", d.heads, ls, "an integer");
+      get(l, "head_dim", d.head_dim, ls, "an integer");
+      get(l, "intermediate_size", d.intermediate_size, ls, "an integer");
+      get(l, "attn_in", d.attn_in, ls, "an integer");
+      get(l, "mlp_in", d.mlp_in, ls, "an integer");
+      c.layers.push_back(d);
+    });
     if (p.contains("quantization")) {
       const auto& q = p["quantization"];
       const std::string qs = ps + ".quantization";
@@ -240,6 +305,18 @@ nlohmann::json config_to_json(const ArchConfig& c) {
                       {"attn_in", l.attn_in},
                       {"mlp_in", l.mlp_in}});
   p["layers"] = layers;
+  if (!c.token_pruning.empty()) {
+    nlohmann::ordered_json tp = nlohmann::ordered_json::array();
+    for (const auto& st : c.token_pruning)
+      tp.push_back({{"layer", st.layer},
+                    {"keep", st.keep},
+                    {"method", st.method},
+                    {"iterations", st.iterations},
+                    {"similar", st.similar},
+                    {"uniform_init", st.uniform_init},
+                    {"seed", st.seed}});
+    p["token_pruning"] = tp;
+  }
   p["history"] = c.history;
   j["pare"] = p;
   return nlohmann::json(j);

@@ -42,6 +42,25 @@ struct LayerDims {
   }
 };
 
+// One token-pruning step (Zero-TPrune and its baselines, src/token_pruning.h): inside layer
+// `layer`, after the attention probabilities are known and before the output projection, the
+// batch keeps `keep` tokens per sequence (special tokens included; fixed k keeps the batch
+// rectangular). Later sub-blocks and layers run on the kept tokens only.
+struct TokenPruneStep {
+  int64_t layer = 0;
+  int64_t keep = 0;                    // tokens kept (CLS included)
+  std::string method = "zero-tprune";  // zero-tprune | random | cls-attention
+  int64_t iterations = 1;              // weighted PageRank iterations (I stage)
+  int64_t similar = 0;                 // r: tokens dropped by the S stage (zero-tprune only)
+  bool uniform_init = false;           // PageRank start: CLS at sqrt(N)x the others unless set
+  uint64_t seed = 0;                   // random baseline
+  bool operator==(const TokenPruneStep& o) const {
+    return layer == o.layer && keep == o.keep && method == o.method &&
+           iterations == o.iterations && similar == o.similar && uniform_init == o.uniform_init &&
+           seed == o.seed;
+  }
+};
+
 struct ArchConfig {
   std::string family = "vit";      // vit (later: llama, opt, gpt2, phi, bert, gps)
   int64_t hidden_size = 0;          // D of the trained model; the folded RMSNorm divides by it
@@ -66,6 +85,14 @@ struct ArchConfig {
   std::vector<LayerDims> layers;   // one per layer
   int64_t out_dim = 0;             // residual width at the head (input of final norm + head)
   nlohmann::json history = nlohmann::json::array();  // passes applied, with options
+  // Token pruning applied by every forward, in increasing layer order (empty: none).
+  std::vector<TokenPruneStep> token_pruning;
+  // Special tokens at the front of the sequence that pruning never drops (CLS for vit).
+  int64_t special_tokens() const { return 1; }
+  // Tokens entering layer l's attention / leaving it (after its pruning step, if any).
+  int64_t tokens_in(int64_t layer) const;
+  int64_t tokens_out(int64_t layer) const;
+  const TokenPruneStep* prune_step(int64_t layer) const;
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   int64_t seq_len() const { return num_patches() + 1; }

@@ -22,13 +22,15 @@ struct ForwardState {
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every
 // matmul (linears, shortcut matrices, attention QKᵀ and AV) for one input; norms, softmax,
-// activations, bias and residual adds are not counted.
+// activations, bias and residual adds are not counted. With token pruning each sub-block counts
+// the tokens it actually runs on, plus the multiply-accumulates of choosing them.
 struct CostRow {
   std::string name;  // "embeddings", "blk.0", ..., "head"
   int64_t params = 0;
   int64_t flops = 0;
   int64_t heads = 0, head_dim = 0, intermediate_size = 0, attn_in = 0, mlp_in = 0;
-  int64_t tokens = 0;
+  int64_t tokens = 0;      // tokens entering the block
+  int64_t tokens_out = 0;  // tokens after its token-pruning step (= tokens without one)
 };
 
 class Family {

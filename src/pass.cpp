@@ -83,6 +83,18 @@ PassOptions PassTable::resolve(const nlohmann::json& stage, const std::string& p
       case OptionSpec::kString:
         out.values[o.name] = r.string(o.name, o.default_value.get<std::string>(), o.choices);
         break;
+      case OptionSpec::kNumberList:
+      case OptionSpec::kIntegerList: {
+        const bool ints = o.type == OptionSpec::kIntegerList;
+        auto v = r.number_list(o.name, o.default_value.get<std::vector<double>>(), o.min, o.max, ints);
+        if (ints) {
+          std::vector<int64_t> iv(v.begin(), v.end());
+          out.values[o.name] = iv;
+        } else {
+          out.values[o.name] = v;
+        }
+        break;
+      }
     }
   }
   r.reject_unknown();

@@ -24,7 +24,7 @@ namespace pare {
 // ---- options ------------------------------------------------------------------------------------
 
 struct OptionSpec {
-  enum Type { kNumber, kInteger, kBool, kString };
+  enum Type { kNumber, kInteger, kBool, kString, kNumberList, kIntegerList };
   std::string name;
   Type type = kNumber;
   nlohmann::json default_value;
@@ -42,6 +42,12 @@ class PassOptions {
   int64_t integer(const std::string& k) const { return values.at(k).get<int64_t>(); }
   bool boolean(const std::string& k) const { return values.at(k).get<bool>(); }
   std::string string(const std::string& k) const { return values.at(k).get<std::string>(); }
+  std::vector<double> numbers(const std::string& k) const {
+    return values.at(k).get<std::vector<double>>();
+  }
+  std::vector<int64_t> integers(const std::string& k) const {
+    return values.at(k).get<std::vector<int64_t>>();
+  }
 };
 
 // ---- analyses -----------------------------------------------------------------------------------

@@ -196,7 +196,9 @@ std::string layer_table_markdown(const std::vector<CostRow>& rows) {
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : rows)
     s += concat("| ", r.name, " | ", r.heads, " | ", r.head_dim, " | ", r.intermediate_size, " | ",
-                r.attn_in, " | ", r.mlp_in, " | ", r.tokens, " | ", r.params, " | ",
+                r.attn_in, " | ", r.mlp_in, " | ",
+                r.tokens == r.tokens_out ? concat(r.tokens) : concat(r.tokens, "→", r.tokens_out),
+                " | ", r.params, " | ",
                 human(double(r.flops)), " |\n");
   return s;
 }
@@ -215,6 +217,7 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
                         {"attn_in", c.attn_in},
                         {"mlp_in", c.mlp_in},
                         {"tokens", c.tokens},
+                        {"tokens_out", c.tokens_out},
                         {"params", c.params},
                         {"flops", c.flops}});
     rows.push_back({{"stage", row.stage},

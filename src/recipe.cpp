@@ -217,6 +217,34 @@ std::vector<int64_t> FieldReader::int_list(const std::string& key, const std::ve
   return out;
 }
 
+std::vector<double> FieldReader::number_list(const std::string& key, const std::vector<double>& def,
+                                             std::optional<double> lo, std::optional<double> hi,
+                                             bool integers) {
+  seen_.push_back(key);
+  if (!obj_.is_object() || !obj_.contains(key)) return def;
+  nlohmann::json v = obj_[key];
+  if (v.is_number()) v = nlohmann::json::array({v});
+  std::vector<double> out;
+  bool ok = v.is_array();
+  if (ok)
+    for (const auto& e : v) {
+      if (!e.is_number() || (integers && !e.is_number_integer())) {
+        ok = false;
+        break;
+      }
+      double x = e.get<double>();
+      if ((lo && x < *lo) || (hi && x > *hi)) ok = false;
+      out.push_back(x);
+    }
+  if (!ok) {
+    std::string range = lo && hi ? concat(" in [", *lo, ", ", *hi, "]") : std::string();
+    problem(key, concat("expected a list of ", integers ? "integers" : "numbers", range, ", got ",
+                        v.dump()));
+    return def;
+  }
+  return out;
+}
+
 void FieldReader::reject_unknown() {
   if (!obj_.is_object()) return;
   for (auto it = obj_.begin(); it != obj_.end(); ++it)

@@ -59,6 +59,11 @@ class FieldReader {
   std::string string(const std::string& key, const std::string& def,
                      const std::vector<std::string>& allowed = {});
   std::vector<int64_t> int_list(const std::string& key, const std::vector<int64_t>& def);
+  // A list of numbers in [lo, hi] (integers only when `integers`); a single number reads as a
+  // one-element list.
+  std::vector<double> number_list(const std::string& key, const std::vector<double>& def,
+                                  std::optional<double> lo, std::optional<double> hi,
+                                  bool integers);
   // Marks a key as known without reading it (sections read by another FieldReader).
   void allow(const std::string& key) { seen_.push_back(key); }
   // Records a problem for every key not read so far.

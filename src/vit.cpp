@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "quant_linear.h"
+#include "token_pruning.h"
 
 namespace pare {
 
@@ -209,6 +210,8 @@ class VitFamily : public Family {
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l, s.x);
     if (d.heads == 0) {
+      PARE_CHECK(!m.config.prune_step(l), "vit: layer ", l,
+                 " has no attention heads, so its token-pruning step has no attention to rank by");
       s.x = add_residual(m, b + "attn_shortcut", s.x, m.at(b + "attn_o.bias").expand({s.x.size(0), s.x.size(1), d.mlp_in}));
       return;
     }
@@ -222,6 +225,15 @@ class VitFamily : public Family {
     torch::Tensor probs = at::softmax(scores, -1);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
     torch::Tensor ctx = at::matmul(probs, v).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+    const TokenPruneStep* step = m.config.prune_step(l);
+    if (step && step->keep < T) {
+      // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
+      // everything after run on them only (per-token ops, so pruning here equals pruning after).
+      torch::Tensor keys = k.transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+      torch::Tensor idx = select_tokens(*step, probs, keys, m.config.special_tokens());
+      ctx = gather_tokens(ctx, idx);
+      s.x = gather_tokens(s.x, idx);
+    }
     s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
   }
 
@@ -265,32 +277,36 @@ class VitFamily : public Family {
     emb.params = params_of("patch_embd.") + params_of("cls_token") + params_of("pos_embd");
     emb.flops = 2 * N * m.linear("patch_embd").macs_per_row();
     emb.attn_in = c.site_dim(0);
-    emb.tokens = T;
+    emb.tokens = emb.tokens_out = T;
     rows.push_back(emb);
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& d = c.layers[l];
       const std::string b = blk(l);
       CostRow r{"blk." + std::to_string(l)};
       r.params = params_of(b);
+      const int64_t Ti = c.tokens_in(l), To = c.tokens_out(l);
       int64_t macs = 0;
-      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o", "ffn_up", "ffn_down"})
-        macs += T * m.linear(b + n).macs_per_row();
-      macs += 2 * d.heads * T * T * d.head_dim;  // QKᵀ and AV
-      if (c.shortcuts) macs += T * (m.at(b + "attn_shortcut").numel() + m.at(b + "ffn_shortcut").numel());
+      for (const char* n : {"attn_q", "attn_k", "attn_v"}) macs += Ti * m.linear(b + n).macs_per_row();
+      for (const char* n : {"attn_o", "ffn_up", "ffn_down"}) macs += To * m.linear(b + n).macs_per_row();
+      macs += 2 * d.heads * Ti * Ti * d.head_dim;  // QKᵀ and AV
+      if (const TokenPruneStep* st = c.prune_step(l))
+        macs += token_selection_macs(*st, Ti, d.heads, d.heads * d.head_dim, c.special_tokens());
+      if (c.shortcuts) macs += To * (m.at(b + "attn_shortcut").numel() + m.at(b + "ffn_shortcut").numel());
       r.flops = 2 * macs;
       r.heads = d.heads;
       r.head_dim = d.head_dim;
       r.intermediate_size = d.intermediate_size;
       r.attn_in = d.attn_in;
       r.mlp_in = d.mlp_in;
-      r.tokens = T;
+      r.tokens = Ti;
+      r.tokens_out = To;
       rows.push_back(r);
     }
     CostRow h{"head"};
     h.params = params_of("cls_head.") + params_of("out_norm.");
     h.flops = 2 * m.linear("cls_head").macs_per_row();  // CLS token only
     h.attn_in = c.out_dim;
-    h.tokens = 1;
+    h.tokens = h.tokens_out = 1;
     rows.push_back(h);
     return rows;
   }

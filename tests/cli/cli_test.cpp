@@ -931,10 +931,11 @@ TEST_F(PareCliTPrune, CompressZeroTPruneThenEvalAndInspectTheSavedModel) {
 
   // FLOPs by hand (2 × MACs): embeddings 49 patches · 16 · 32; per layer q, k, v at T_in tokens,
   // QKᵀ + AV 2·heads·T_in²·head_dim, attn_o, ffn_up, ffn_down at T_out tokens, and the selection:
-  // heads·T_in²·iterations + heads·T_in² + lower·upper·32 (S stage on the T_in − 1 non-special
-  // tokens split upper = ceil, lower = floor of half); head 32 · 10 on CLS.
+  // heads·T_in²·iterations (the I′ scores are the first iteration; r < dropped in both steps, so
+  // the I stage runs them all) + lower·upper·32 (S stage on the T_in − 1 non-special tokens split
+  // upper = ceil, lower = floor of half); head 32 · 10 on CLS.
   auto layer = [](int64_t ti, int64_t to, int64_t iters, int64_t upper, int64_t lower) {
-    const int64_t sel = 2 * ti * ti * iters + 2 * ti * ti + lower * upper * 32;
+    const int64_t sel = 2 * ti * ti * iters + lower * upper * 32;
     return 2 * (3 * ti * 32 * 32 + 2 * 2 * ti * ti * 16 + to * (32 * 32 + 32 * 64 + 64 * 32) + sel);
   };
   const int64_t dense_layer = 2 * (4 * 50 * 32 * 32 + 2 * 50 * 32 * 64 + 2 * 2 * 50 * 50 * 16);

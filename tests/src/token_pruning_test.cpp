@@ -377,15 +377,17 @@ TEST(TokenSelectionMacs, MatchesTheFormulaByHand) {
   // I stage only: heads·n²·iterations = 2·289·5.
   EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5);
   EXPECT_EQ(2 * 289 * 5, 2890);
-  // S stage (r > 0): one I′ iteration heads·n² plus lower·upper·key_dim similarity products;
-  // 16 non-special tokens split 8 / 8.
+  // S stage (r > 0): the I′ scores are the first of the PageRank iterations (shared), plus
+  // lower·upper·key_dim similarity products; 16 non-special tokens split 8 / 8. r = 3 < 8 dropped
+  // tokens, so the I stage still runs all 5 iterations.
   st.similar = 3;
-  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5 + 2 * 289 + 8 * 8 * 16);
-  // Odd split: n = 18 → 17 non-special tokens, upper 9, lower 8.
-  EXPECT_EQ(token_selection_macs(st, 18, 2, 16, 1), 2 * 324 * 5 + 2 * 324 + 8 * 9 * 16);
-  // r is capped at half the non-special tokens but stays > 0: same count.
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5 + 8 * 8 * 16);
+  // Odd split: n = 18 → 17 non-special tokens, upper 9, lower 8 (9 dropped, r = 3).
+  EXPECT_EQ(token_selection_macs(st, 18, 2, 16, 1), 2 * 324 * 5 + 8 * 9 * 16);
+  // r capped at half the non-special tokens (8) = every dropped token (17 − 9): the S stage decides
+  // alone, so only the one I′ iteration runs.
   st.similar = 100;
-  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 5 + 2 * 289 + 8 * 8 * 16);
+  EXPECT_EQ(token_selection_macs(st, 17, 2, 16, 1), 2 * 289 * 1 + 8 * 8 * 16);
   // Baselines cost nothing; a step that keeps every token runs no selection.
   EXPECT_EQ(token_selection_macs(step_of("random", 9), 17, 2, 16, 1), 0);
   EXPECT_EQ(token_selection_macs(step_of("cls-attention", 9), 17, 2, 16, 1), 0);

@@ -1,0 +1,62 @@
+#include "bench_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "fileio.h"
+
+namespace pare::cli {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::pair<double, double> side_by_side(const Model& a, const Model& b, int64_t batch, int reps) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(7);
+  const auto& c = a.config;
+  torch::Tensor x = torch::randn({batch, c.num_channels, c.image_size, c.image_size});
+  for (int i = 0; i < 3; ++i) {
+    a.forward(x);
+    b.forward(x);
+  }
+  std::vector<double> ta, tb;
+  for (int i = 0; i < reps; ++i) {
+    double t0 = now_ms();
+    (void)a.forward(x).sum().item<float>();
+    double t1 = now_ms();
+    (void)b.forward(x).sum().item<float>();
+    double t2 = now_ms();
+    ta.push_back(t1 - t0);
+    tb.push_back(t2 - t1);
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
+std::string f(const char* fmt, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, fmt, v);
+  return b;
+}
+
+void write_results(const std::string& path, const std::string& md) {
+  std::string keep;
+  if (file_exists(path)) {
+    std::string old = read_file(path);
+    auto pos = old.find("<!-- discussion -->");
+    if (pos != std::string::npos) keep = old.substr(pos);
+  }
+  if (keep.empty()) keep = "<!-- discussion -->\n";
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  write_file_atomic(path, md + "\n" + keep);
+}
+
+}  // namespace pare::cli

@@ -1,0 +1,36 @@
+// Shared pieces of the `pare bench` subcommands: timing alternated side by side, number
+// formatting, and writing results/*.md while keeping the hand-written discussion.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <utility>
+
+#include "commands.h"
+#include "model.h"
+
+namespace pare::cli {
+
+// One `pare bench NAME` subcommand and its runner.
+struct BenchCommand {
+  CLI::App* sub = nullptr;
+  Runner run;
+};
+BenchCommand bench_zero_tprune(CLI::App* bench);
+BenchCommand bench_quantize(CLI::App* bench);  // cmd_bench_quantize.cpp
+
+double now_ms();
+
+// Median ms of `reps` alternating forwards of a and b on the same random input batch (3 warm-up
+// runs each first), so a/b is a ratio from one run.
+std::pair<double, double> side_by_side(const Model& a, const Model& b, int64_t batch, int reps);
+
+// printf-style formatting of one number ("%.2f").
+std::string f(const char* fmt, double v);
+
+// Writes `md` to `path` atomically, keeping the text from the line "<!-- discussion -->" of an
+// existing file (added when missing).
+void write_results(const std::string& path, const std::string& md);
+
+}  // namespace pare::cli

@@ -1,0 +1,153 @@
+// pare bench zero-tprune: the token-pruning sweep behind results/zero-tprune.md.
+//
+// For each keep rate (one rate for every scheduled layer) and each method (zero-tprune, random,
+// cls-attention): top-1 accuracy, FLOPs per image with each layer's actual token count, and
+// images/s at batch 256 measured side by side with the dense model in the same run (alternating
+// forwards, medians), so the speedup is a ratio from one run. The random baseline's accuracy is
+// the mean over --random-seeds seeds. --split train-tail evaluates on the last 10,000 train images
+// instead of the test set (for choosing settings without looking at the test set).
+#include <ATen/Parallel.h>
+
+#include <iostream>
+#include <sstream>
+
+#include "bench_util.h"
+#include "checkpoint.h"
+#include "error.h"
+#include "evaluate.h"
+#include "family.h"
+#include "zero_tprune.h"
+
+namespace pare::cli {
+
+BenchCommand bench_zero_tprune(CLI::App* bench) {
+  struct Args {
+    std::string model = "models/vit-fmnist", out = "results/zero-tprune.md",
+                data = kDefaultFashionMnistDir, split = "test";
+    std::vector<int64_t> layers{0, 1, 2};
+    std::vector<double> rates{0.9, 0.8, 0.7, 0.6, 0.5, 0.4};
+    std::vector<int64_t> iterations;
+    double similar = 0.0;
+    int64_t limit = -1, random_seeds = 3;
+    int reps = 10;
+    bool timing = true;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = bench->add_subcommand("zero-tprune",
+                                    "Token pruning sweep: accuracy, FLOPs, images/s per method");
+  sub->add_option("--model", a->model, "Dense model folder")->capture_default_str();
+  sub->add_option("--out", a->out, "Markdown output")->capture_default_str();
+  sub->add_option("--data", a->data, "Fashion-MNIST folder")->capture_default_str();
+  sub->add_option("--split", a->split, "test, or train-tail (last 10,000 train images)")
+      ->check(CLI::IsMember({"test", "train-tail"}))
+      ->capture_default_str();
+  sub->add_option("--layers", a->layers, "Layers with a pruning step")->capture_default_str();
+  sub->add_option("--rates", a->rates, "Keep rates (one per row, used at every layer)")
+      ->capture_default_str();
+  sub->add_option("--iterations", a->iterations, "PageRank iterations per step (default by depth)");
+  sub->add_option("--similar", a->similar, "Share of dropped tokens chosen by the S stage")
+      ->capture_default_str();
+  sub->add_option("--limit", a->limit, "Images evaluated (-1: all)")->capture_default_str();
+  sub->add_option("--random-seeds", a->random_seeds, "Seeds averaged for random drop")
+      ->capture_default_str();
+  sub->add_option("--reps", a->reps, "Timed runs at batch 256")->capture_default_str();
+  sub->add_flag("!--no-timing", a->timing, "Skip the throughput measurement");
+  return {sub, [a]() -> int {
+    ImageDataset data;
+    if (a->split == "test") {
+      data = load_fashion_mnist(a->data, "test");
+    } else {
+      ImageDataset train = load_fashion_mnist(a->data, "train");
+      const int64_t n = 10000, s = train.size() - n;
+      data = {train.images.narrow(0, s, n), train.labels.narrow(0, s, n)};
+    }
+    Model dense = load_model(a->model);
+    PARE_CHECK(dense.config.token_pruning.empty(), a->model, ": already has token pruning");
+    auto acc_of = [&](const Model& m) {
+      return 100.0 * evaluate_accuracy(m, data, 256, a->limit).accuracy;
+    };
+    const double acc0 = acc_of(dense);
+    const int64_t flops0 = model_flops(dense);
+    auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
+    std::string layers_s;
+    for (size_t i = 0; i < a->layers.size(); ++i) layers_s += (i ? ", " : "") + std::to_string(a->layers[i]);
+
+    std::ostringstream md;
+    md << "# Zero-TPrune token pruning on the shipped ViT (models/vit-fmnist)\n\n"
+       << "Produced by `scripts/bench` (`pare --threads " << at::get_num_threads()
+       << " bench zero-tprune`). LibTorch intra-op threads: " << at::get_num_threads() << ". "
+       << "Pruning steps in layers " << layers_s
+       << " (0-based; each step runs after the layer's attention, before its output projection), "
+          "the same keep rate at every step (share of the non-CLS tokens entering the step that "
+          "are kept; counts cascade). PageRank iterations: "
+       << (a->iterations.empty() ? std::string("by depth (30 first third, 5 middle, 1 last third)")
+                                 : concat(CLI::detail::join(a->iterations)))
+       << "; S stage share of the dropped tokens: " << a->similar
+       << ". Accuracy: top-1 on " << (a->limit < 0 ? data.size() : a->limit) << " "
+       << (a->split == "test" ? "Fashion-MNIST test images" : "train images 50,000-59,999")
+       << "; random drop: mean over " << a->random_seeds
+       << " seeds. FLOPs = 2 × MACs of all matmuls per image with each layer's actual token "
+          "count, including the PageRank and similarity products of the selection; norms, "
+          "softmax, GELU, adds excluded. Throughput: images/s at batch 256, median of "
+       << a->reps
+       << " alternating dense/pruned forwards on one random batch after 3 warm-ups; s = "
+          "dense latency / pruned latency from the same run; p = FLOPs_dense / FLOPs_pruned; "
+          "target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune = the settings above; "
+          "zero-tprune-paper = the paper's iteration schedule by depth with the I stage alone; "
+          "cls-attention = mean CLS-row attention over heads; random = uniform drop.\n\n"
+       << "Dense: accuracy " << f("%.2f", acc0) << "%, " << f("%.3f", flops0 / 1e6)
+       << " MFLOPs/image, 50 tokens.\n\n"
+       << "| keep rate | tokens per layer | method | MFLOPs/image | FLOPs cut | accuracy % | Δ acc "
+          "| images/s dense | images/s pruned | s | p | s−1 ≥ 0.8(p−1) |\n"
+       << "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    for (double rate : a->rates) {
+      for (const std::string row : {"zero-tprune", "zero-tprune-paper", "cls-attention", "random"}) {
+        // zero-tprune: the settings given (--iterations, --similar); zero-tprune-paper: the
+        // paper's iteration schedule by depth and the I stage alone (no S stage).
+        const bool paper = row == "zero-tprune-paper";
+        if (paper && a->iterations.empty() && a->similar == 0.0) continue;  // same as zero-tprune
+        const std::string method = paper ? "zero-tprune" : row;
+        ZeroTPruneOptions o;
+        o.method = method;
+        o.layers = a->layers;
+        o.keep_rate = {rate};
+        o.iterations = paper ? std::vector<int64_t>{} : a->iterations;
+        o.similar = paper ? 0.0 : a->similar;
+        Model m = dense.clone();
+        m.config.token_pruning = zero_tprune_schedule(m.config, o);
+        m.config.finalize("bench");
+        double acc = 0;
+        const int64_t seeds = method == "random" ? a->random_seeds : 1;
+        for (int64_t sd = 0; sd < seeds; ++sd) {
+          for (auto& st : m.config.token_pruning) st.seed = static_cast<uint64_t>(sd);
+          acc += acc_of(m) / double(seeds);
+        }
+        const int64_t flops = model_flops(m);
+        std::string tokens;
+        for (int64_t l = 0; l < m.config.num_hidden_layers; ++l)
+          tokens += (l ? ", " : "") + (m.config.tokens_in(l) == m.config.tokens_out(l)
+                                           ? concat(m.config.tokens_in(l))
+                                           : concat(m.config.tokens_in(l), "→", m.config.tokens_out(l)));
+        const double p = double(flops0) / double(flops);
+        std::string timing = "| – | – | – | " + f("%.3f", p) + " | – |";
+        if (a->timing) {
+          auto [d, q] = side_by_side(dense, m, 256, a->reps);
+          const double s = d / q;
+          timing = concat("| ", f("%.0f", 256000.0 / d), " | ", f("%.0f", 256000.0 / q), " | ",
+                          f("%.3f", s), " | ", f("%.3f", p), " | ",
+                          s - 1 >= 0.8 * (p - 1) ? "yes" : "**no**", " |");
+        }
+        log(concat("rate ", rate, " ", row, ": acc ", acc, " flops cut ",
+                   100.0 * (1 - double(flops) / double(flops0)), "%"));
+        md << "| " << f("%.2f", rate) << " | " << tokens << " | " << row << " | "
+           << f("%.3f", flops / 1e6) << " | " << f("%.1f%%", 100.0 * (1 - double(flops) / flops0))
+           << " | " << f("%.2f", acc) << " | " << f("%+.2f", acc - acc0) << " " << timing << "\n";
+      }
+    }
+    write_results(a->out, md.str());
+    std::cout << md.str();
+    return 0;
+  }};
+}
+
+}  // namespace pare::cli

@@ -1,0 +1,58 @@
+// Token pruning inside the forward: Zero-TPrune and two baselines.
+//
+// Paper: Wang, Dedhia, Jha, "Zero-TPrune: Zero-Shot Token Pruning through Leveraging of the
+// Attention Graph in Pre-Trained Transformers", CVPR 2024 (arXiv 2305.17328): §3.1 I-stage
+// (weighted PageRank on each head's attention graph), §3.2 variance-based head filter and
+// root-mean-square head aggregation, §3.3 S-stage (similarity-based pruning on Key vectors) and
+// the I′ → S → I order. Settings from METHODS.md.
+//
+// A step (ArchConfig::token_pruning, config.json "pare.token_pruning") runs inside a layer after
+// its attention probabilities are known: it picks `keep` tokens per sequence (special tokens
+// always kept, order preserved) and the family gathers them before the attention output
+// projection, so the projection, the residual add, the MLP and every later layer run on the kept
+// tokens only. The weights are unchanged; the schedule travels in config.json and applies on every
+// load. Choices pare makes where the paper leaves room (stated here and in results/zero-tprune.md):
+//  - variance filter: the variance is taken over N·s (a head's scores rescaled to mean 1, so the
+//    [0.01, 0.7] window is independent of N); when no head passes, all heads are used;
+//  - the I stage runs PageRank on the full attention graph of the layer and ranks the tokens that
+//    survived the S stage by it.
+#pragma once
+
+#include <torch/types.h>
+
+#include "config.h"
+
+namespace pare {
+
+// Weighted PageRank on attention graphs. probs [B, H, N, N], rows sum to 1 (query i attends to
+// key j with probs[.., i, j]); s ← Aᵀ s, `iterations` times, from s = 1/N with CLS (token 0) at
+// √N× the others unless `uniform_init` (then normalised to sum 1). Returns scores [B, H, N]; each
+// head's scores keep the sum 1.
+torch::Tensor weighted_pagerank(const torch::Tensor& probs, int64_t iterations, bool uniform_init);
+
+// Combines per-head scores [B, H, N] into [B, N] by root-mean-square over the heads whose
+// variance of N·s lies in [var_min, var_max] (all heads when none does).
+torch::Tensor combine_heads_rms(const torch::Tensor& scores, double var_min = 0.01,
+                                double var_max = 0.7);
+
+// Token indices to keep, [B, keep] int64, ascending (so special tokens come first).
+// probs [B, H, N, N]; keys [B, N, C] (the layer's Key vectors, heads concatenated; zero-tprune's
+// S stage only); `layer` seeds the random baseline. Methods: "zero-tprune" (I′ → S → I),
+// "cls-attention" (mean over heads of the CLS row, no PageRank), "random" (uniform, seeded by
+// step.seed and layer: the same batch gets the same choice on every call).
+// Throws InputError when keep is not in (specials, N].
+torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& probs,
+                            const torch::Tensor& keys, int64_t specials);
+
+// x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
+torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
+
+// Multiply-accumulates per input spent choosing the tokens of `step` with n tokens entering,
+// `heads` heads and key width `key_dim`. zero-tprune: PageRank heads·n² per iteration (r = 0:
+// `iterations`; r > 0: one I′ iteration, plus the rest when the I stage still has tokens to drop)
+// and, when r > 0, the S stage's lower·upper·key_dim similarity products (lower/upper: the halves
+// of the n − specials non-special tokens, upper = ceil). Baselines: 0.
+int64_t token_selection_macs(const TokenPruneStep& step, int64_t n, int64_t heads, int64_t key_dim,
+                             int64_t specials);
+
+}  // namespace pare
