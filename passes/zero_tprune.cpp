@@ -97,18 +97,22 @@ std::vector<TokenPruneStep> zero_tprune_schedule(const ArchConfig& c, const Zero
 
 namespace {
 
+ZeroTPruneOptions options_of(const PassOptions& p) {
+  ZeroTPruneOptions o;
+  o.method = p.string("method");
+  o.layers = p.integers("layers");
+  o.keep_rate = p.numbers("keep_rate");
+  o.keep = p.integers("keep");
+  o.iterations = p.integers("iterations");
+  o.similar = p.number("similar");
+  o.uniform_init = p.boolean("uniform_init");
+  o.seed = p.integer("seed");
+  return o;
+}
+
 class ZeroTPrunePass : public Pass {
  public:
-  explicit ZeroTPrunePass(const PassOptions& p) {
-    o_.method = p.string("method");
-    o_.layers = p.integers("layers");
-    o_.keep_rate = p.numbers("keep_rate");
-    o_.keep = p.integers("keep");
-    o_.iterations = p.integers("iterations");
-    o_.similar = p.number("similar");
-    o_.uniform_init = p.boolean("uniform_init");
-    o_.seed = p.integer("seed");
-  }
+  explicit ZeroTPrunePass(const PassOptions& p) : o_(options_of(p)) {}
   PreservedAnalyses run(Model& m, AnalysisManager&, PassContext& ctx) override {
     PARE_CHECK(m.config.token_pruning.empty(),
                "zero-tprune: the model already has a token-pruning schedule (config.json ",
@@ -160,6 +164,9 @@ void register_zero_tprune(PassTable& t) {
       {"seed", OptionSpec::kInteger, 0, 0.0, 1e9, true, {}, "seed of the random baseline"},
   };
   p.create = [](const PassOptions& o) { return std::make_unique<ZeroTPrunePass>(o); };
+  p.check = [](const Model& m, const PassOptions& o) {
+    (void)zero_tprune_schedule(m.config, options_of(o));
+  };
   t.add(std::move(p));
 }
 

@@ -146,6 +146,9 @@ struct PassInfo {
   std::string source;   // paper and section
   std::vector<OptionSpec> options;
   std::function<std::unique_ptr<Pass>(const PassOptions&)> create;
+  // Optional: throws InputError when the options cannot apply to the model (run before any
+  // measurement, so a bad schedule fails in a second, not after the baseline).
+  std::function<void(const Model&, const PassOptions&)> check;
 };
 
 class PassTable {

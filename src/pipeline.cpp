@@ -115,6 +115,18 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDatase
                             const std::function<void(const std::string&)>& log) {
   PipelineResult res;
   res.threads = at::get_num_threads();
+  // Fail before the (slow) baseline when the first pass can already tell its options do not fit
+  // the model; later passes see shapes only known after the earlier ones ran.
+  if (!r.stages.empty()) {
+    const PassInfo* info = PassTable::global().find(r.stages[0].pass);
+    if (info && info->check) {
+      try {
+        info->check(m, r.stages[0].options);
+      } catch (const InputError& e) {
+        throw InputError(concat(r.path, ": /pipeline/0 (", r.stages[0].pass, "): ", e.what()));
+      }
+    }
+  }
   log("measuring baseline");
   res.rows.push_back(measure_stage("baseline", m, test, r.eval));
   AnalysisManager am;
@@ -132,7 +144,14 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDatase
     ctx.notes = &notes;
     log(concat("pass ", i + 1, "/", r.stages.size(), ": ", st.pass));
     auto t0 = std::chrono::steady_clock::now();
-    PreservedAnalyses pa = info->create(st.options)->run(m, am, ctx);
+    PreservedAnalyses pa;
+    try {
+      pa = info->create(st.options)->run(m, am, ctx);
+    } catch (const RecipeError&) {
+      throw;
+    } catch (const InputError& e) {
+      throw InputError(concat(r.path, ": /pipeline/", i, " (", st.pass, "): ", e.what()));
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     am.invalidate(pa);
     m.verify_or_throw(concat("after pass ", st.pass));
