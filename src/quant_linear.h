@@ -20,11 +20,11 @@
 // Forward: y = x · dequant(W)ᵀ + b in x's dtype. Two modes, same result up to float rounding:
 // kChunked dequantizes kChunkElems weights (a block of output rows) at a time and multiplies
 // into the matching columns of y (transient memory bounded by 64 KiB of float32 whatever the
-// layer size); kWhole dequantizes the whole matrix then calls one GEMM. Default: kWhole.
-// `pare bench quantize` (results/quantize.md) measured both on models/vit-fmnist (in ≤ 256,
-// out ≤ 256: the whole matrix is at most 256 KiB of float32) and whole was as fast or faster at
-// batch 1 and batch 256, because one GEMM re-reads the activations once instead of once per
-// chunk; chunked is the mode to pick when a dequantized matrix would not fit in cache/memory.
+// layer size); kWhole dequantizes the whole matrix then calls one GEMM. Default: kWhole, by the
+// measurement of `pare bench quantize` (results/quantize.md, models/vit-fmnist, 2 threads, layers
+// of at most 256 × 256): chunked was 1.11–1.19× slower than whole at batch 1 and 0.96× / 1.49× at
+// batch 256 (one GEMM reads the activations once instead of once per chunk). Chunked is the mode
+// for layers whose dequantized matrix would not fit in cache or memory.
 //
 // FLOPs: a quantized linear performs the same multiply-accumulates as the dense one
 // (macs_per_row = out·in; dequantization is not counted). num_params counts the logical weights
