@@ -291,6 +291,9 @@ void register_quantize(PassTable& t) {
        "regular expression over slot names to keep dense"},
   };
   p.create = [](const PassOptions& o) { return std::make_unique<QuantizePass>(o); };
+  // Bits 5..7, bad regexes, group sizes that do not divide a slot: refused before the baseline
+  // when quantize is the first pass (later, the widths are known only once earlier passes ran).
+  p.check = [](const Model& m, const PassOptions& o) { quantize_slots(m, quantize_options(o)); };
   t.add(std::move(p));
 }
 
