@@ -39,7 +39,8 @@ torch::Tensor combine_heads_rms(const torch::Tensor& scores, double var_min = 0.
 // probs [B, H, N, N]; keys [B, N, C] (the layer's Key vectors, heads concatenated; zero-tprune's
 // S stage only); `layer` seeds the random baseline. Methods: "zero-tprune" (I′ → S → I),
 // "cls-attention" (mean over heads of the CLS row, no PageRank), "random" (uniform, seeded by
-// step.seed and layer: the same batch gets the same choice on every call).
+// step.seed and layer: the same batch gets the same choice on every call; the draw is per batch,
+// so its accuracy moves slightly with the evaluation batch size).
 // Throws InputError when keep is not in (specials, N].
 torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& probs,
                             const torch::Tensor& keys, int64_t specials);
