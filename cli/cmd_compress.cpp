@@ -63,7 +63,7 @@ Runner add_compress(CLI::App& app, Common&) {
     out.commit();
     std::cout << stage_table_markdown(res.rows);
     std::cout << "\nwrote " << a->out << "/{model.safetensors, config.json, report.json, report.md}"
-              << " (" << res.threads << " threads)\n";
+              << " (" << res.threads << (res.threads == 1 ? " thread)\n" : " threads)\n");
     if (!res.budget_message.empty())
       std::cout << (res.budget_ok ? "budget met: " : "BUDGET NOT MET: ") << res.budget_message << "\n";
     return res.budget_ok ? 0 : 1;

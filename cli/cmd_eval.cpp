@@ -84,6 +84,19 @@ Runner add_inspect(CLI::App& app, Common&) {
                                  st.similar)
                         : std::string())
                 << "\n";
+    if (!c.quantized.empty()) {
+      // One line per format: "quantized (gptq): 24 slots int4 g128 sym (blk.0.attn_q ... )".
+      std::map<std::string, std::vector<std::string>> by_format;
+      for (const auto& [slot, q] : c.quantized)
+        by_format[concat("int", q.bits, " ",
+                         q.group_size ? concat("g", q.group_size) : std::string("per-channel"), " ",
+                         q.symmetric ? "sym" : "asym")]
+            .push_back(slot);
+      for (const auto& [fmt, slots] : by_format)
+        std::cout << "quantized (" << c.quant_method << "): " << slots.size() << " slots " << fmt
+                  << " (" << slots.front() << (slots.size() > 1 ? " ... " + slots.back() : "")
+                  << ")\n";
+    }
     if (!c.history.empty()) std::cout << "\nhistory: " << c.history.dump() << "\n";
     return 0;
   };

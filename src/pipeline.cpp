@@ -259,7 +259,9 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
           {"threads", res.threads},
           {"flops_counted",
            "2 x MACs of matmuls per image: patch projection, Q/K/V/O, MLP, shortcut matrices, "
-           "attention QK^T and AV, classifier on CLS; norms, softmax, GELU, bias/residual adds excluded"},
+           "attention QK^T and AV, classifier on CLS, each at the tokens it runs on, plus token "
+           "selection (PageRank, Key similarity) under token pruning; norms, softmax, GELU, "
+           "bias/residual adds excluded"},
           {"latency", "median of repeated forward passes after 3 warm-up runs, random inputs"},
           {"budget", {{"ok", res.budget_ok}, {"message", res.budget_message}}},
           {"stages", rows}};
