@@ -129,6 +129,8 @@ class ZeroTPrunePass : public Pass {
       ctx.log(concat("zero-tprune: layer ", st.layer, " keeps ", st.keep, " of ",
                      m.config.tokens_in(st.layer), " tokens (", st.method, ")"));
     }
+    if (m.config.token_pruning.empty())
+      ctx.log("zero-tprune: every step keeps all its tokens (keep rate 1): nothing to prune");
     if (ctx.notes) *ctx.notes = {{"method", o_.method}, {"steps", steps}};
     return PreservedAnalyses::none();
   }
@@ -165,6 +167,9 @@ void register_zero_tprune(PassTable& t) {
   };
   p.create = [](const PassOptions& o) { return std::make_unique<ZeroTPrunePass>(o); };
   p.check = [](const Model& m, const PassOptions& o) {
+    PARE_CHECK(m.config.token_pruning.empty(),
+               "zero-tprune: the model already has a token-pruning schedule (config.json ",
+               "pare.token_pruning); start from the unpruned model");
     (void)zero_tprune_schedule(m.config, options_of(o));
   };
   t.add(std::move(p));
