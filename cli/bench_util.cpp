@@ -46,6 +46,13 @@ std::string f(const char* fmt, double v) {
   return b;
 }
 
+void add_bench_paths(CLI::App* sub, BenchPaths& p) {
+  sub->add_option("--model", p.model, "Dense model folder")->capture_default_str();
+  sub->add_option("--out", p.out, "Markdown output")->capture_default_str();
+  sub->add_option("--data", p.data, "Fashion-MNIST folder")->capture_default_str();
+  sub->add_option("--limit", p.limit, "Images evaluated (-1: all)")->capture_default_str();
+}
+
 void write_results(const std::string& path, const std::string& md) {
   std::string keep;
   if (file_exists(path)) {

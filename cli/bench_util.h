@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "commands.h"
+#include "images.h"
 #include "model.h"
 
 namespace pare::cli {
@@ -18,6 +19,13 @@ struct BenchCommand {
   Runner run;
 };
 BenchCommand bench_zero_tprune(CLI::App* bench);
+
+// Options every benchmark takes: --model, --out, --data, --limit.
+struct BenchPaths {
+  std::string model = "models/vit-fmnist", out, data = kDefaultFashionMnistDir;
+  int64_t limit = -1;  // images evaluated (-1: all)
+};
+void add_bench_paths(CLI::App* sub, BenchPaths& p);
 BenchCommand bench_quantize(CLI::App* bench);  // cmd_bench_quantize.cpp
 
 double now_ms();

@@ -30,21 +30,17 @@ namespace pare::cli {
 namespace {
 
 BenchCommand bench_slicegpt(CLI::App* bench) {
-  struct Args {
-    std::string model = "models/vit-fmnist", out = "results/quickstart.md",
-                data = kDefaultFashionMnistDir;
+  struct Args : BenchPaths {
+    Args() { out = "results/quickstart.md"; }
     std::vector<double> slicing{0.0, 0.1, 0.2, 0.25, 0.3, 0.4};
-    int64_t samples = 1024, limit = -1;
+    int64_t samples = 1024;
     int reps_b1 = 50, reps_b256 = 10;
   };
   auto a = std::make_shared<Args>();
   auto* sub = bench->add_subcommand("slicegpt", "SliceGPT sweep: accuracy, size, FLOPs, latency");
-  sub->add_option("--model", a->model, "Dense model folder")->capture_default_str();
-  sub->add_option("--out", a->out, "Markdown output")->capture_default_str();
-  sub->add_option("--data", a->data, "Fashion-MNIST folder")->capture_default_str();
+  add_bench_paths(sub, *a);
   sub->add_option("--slicing", a->slicing, "Slicing ratios")->capture_default_str();
   sub->add_option("--calibration-samples", a->samples, "Calibration images")->capture_default_str();
-  sub->add_option("--limit", a->limit, "Test images (-1: all)")->capture_default_str();
   sub->add_option("--reps-b1", a->reps_b1, "Timed runs at batch 1")->capture_default_str();
   sub->add_option("--reps-b256", a->reps_b256, "Timed runs at batch 256")->capture_default_str();
   return {sub, [a]() -> int {

@@ -63,19 +63,15 @@ void set_mode(Model& m, QuantLinear::Mode mode) {
 }  // namespace
 
 BenchCommand bench_quantize(CLI::App* bench) {
-  struct Args {
-    std::string model = "models/vit-fmnist", out = "results/quantize.md",
-                data = kDefaultFashionMnistDir;
-    int64_t samples = 1024, limit = -1;
+  struct Args : BenchPaths {
+    Args() { out = "results/quantize.md"; }
+    int64_t samples = 1024;
     int reps_b1 = 30, reps_b256 = 8;
   };
   auto a = std::make_shared<Args>();
   auto* sub = bench->add_subcommand("quantize", "RTN / GPTQ weight quantization: accuracy, bytes, latency");
-  sub->add_option("--model", a->model, "Dense model folder")->capture_default_str();
-  sub->add_option("--out", a->out, "Markdown output")->capture_default_str();
-  sub->add_option("--data", a->data, "Fashion-MNIST folder")->capture_default_str();
+  add_bench_paths(sub, *a);
   sub->add_option("--calibration-samples", a->samples, "Calibration images")->capture_default_str();
-  sub->add_option("--limit", a->limit, "Test images (-1: all)")->capture_default_str();
   sub->add_option("--reps-b1", a->reps_b1, "Timed runs at batch 1")->capture_default_str();
   sub->add_option("--reps-b256", a->reps_b256, "Timed runs at batch 256")->capture_default_str();
   return {sub, [a]() -> int {

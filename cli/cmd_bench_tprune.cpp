@@ -21,23 +21,21 @@
 namespace pare::cli {
 
 BenchCommand bench_zero_tprune(CLI::App* bench) {
-  struct Args {
-    std::string model = "models/vit-fmnist", out = "results/zero-tprune.md",
-                data = kDefaultFashionMnistDir, split = "test";
+  struct Args : BenchPaths {
+    Args() { out = "results/zero-tprune.md"; }
+    std::string split = "test";
     std::vector<int64_t> layers{0, 1, 2};
     std::vector<double> rates{0.9, 0.8, 0.7, 0.6, 0.5, 0.4};
     std::vector<int64_t> iterations;
     double similar = 0.0;
-    int64_t limit = -1, random_seeds = 3;
+    int64_t random_seeds = 3;
     int reps = 10;
     bool timing = true;
   };
   auto a = std::make_shared<Args>();
   auto* sub = bench->add_subcommand("zero-tprune",
                                     "Token pruning sweep: accuracy, FLOPs, images/s per method");
-  sub->add_option("--model", a->model, "Dense model folder")->capture_default_str();
-  sub->add_option("--out", a->out, "Markdown output")->capture_default_str();
-  sub->add_option("--data", a->data, "Fashion-MNIST folder")->capture_default_str();
+  add_bench_paths(sub, *a);
   sub->add_option("--split", a->split, "test, or train-tail (last 10,000 train images)")
       ->check(CLI::IsMember({"test", "train-tail"}))
       ->capture_default_str();
@@ -47,7 +45,6 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
   sub->add_option("--iterations", a->iterations, "PageRank iterations per step (default by depth)");
   sub->add_option("--similar", a->similar, "Share of dropped tokens chosen by the S stage")
       ->capture_default_str();
-  sub->add_option("--limit", a->limit, "Images evaluated (-1: all)")->capture_default_str();
   sub->add_option("--random-seeds", a->random_seeds, "Seeds averaged for random drop")
       ->capture_default_str();
   sub->add_option("--reps", a->reps, "Timed runs at batch 256")->capture_default_str();
