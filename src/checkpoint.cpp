@@ -14,16 +14,65 @@ namespace fs = std::filesystem;
 
 namespace pare {
 
+namespace {
+
+// Tensors of a Hugging Face folder: model.safetensors, or the shards named by
+// model.safetensors.index.json ({"weight_map": {tensor: shard file}}). Each tensor must come from
+// the shard the index names, and every shard must exist.
+std::map<std::string, torch::Tensor> read_hf_tensors(const std::string& dir, std::string& source) {
+  const std::string single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json";
+  if (fs::exists(single)) {
+    source = single;
+    return read_safetensors(single).tensors;
+  }
+  PARE_CHECK(fs::exists(index), single, ": file not found (nor a sharded model.safetensors.index.json)");
+  source = index;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(index));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(concat(index, ": not valid JSON: ", e.what()));
+  }
+  PARE_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), index,
+             ": weight_map: expected an object {tensor: shard file}");
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    PARE_CHECK(it->is_string(), index, ": weight_map.", it.key(), ": expected a file name");
+    const std::string shard = it->get<std::string>();
+    PARE_CHECK(!shard.empty() && shard.find('/') == std::string::npos, index, ": weight_map.",
+               it.key(), ": expected a file name in the same folder, got '", shard, "'");
+    by_shard[shard].push_back(it.key());
+  }
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [shard, names] : by_shard) {
+    const std::string path = dir + "/" + shard;
+    PARE_CHECK(fs::exists(path), index, ": shard '", shard, "' (holding '", names.front(),
+               "') not found in ", dir);
+    SafetensorsFile f = read_safetensors(path);
+    for (const auto& n : names) {
+      auto t = f.tensors.find(n);
+      PARE_CHECK(t != f.tensors.end(), path, ": tensor '", n, "' named by ", index, " is missing");
+      out[n] = t->second;
+      f.tensors.erase(t);
+    }
+    PARE_CHECK(f.tensors.empty(), path, ": tensor '", f.tensors.begin()->first,
+               "' is not in the index ", index);
+  }
+  return out;
+}
+
+}  // namespace
+
 Model load_model(const std::string& path) {
-  PARE_CHECK(fs::exists(path), path, ": model folder not found");
+  PARE_CHECK(fs::exists(path), path, ": model not found");
   PARE_CHECK(fs::is_directory(path), path,
              ": expected a model folder holding config.json and model.safetensors");
-  const std::string cfg_path = path + "/config.json", st_path = path + "/model.safetensors";
+  const std::string cfg_path = path + "/config.json";
   PARE_CHECK(fs::exists(cfg_path), cfg_path, ": file not found");
-  PARE_CHECK(fs::exists(st_path), st_path, ": file not found");
   ArchConfig c = load_config(cfg_path);
-  SafetensorsFile f = read_safetensors(st_path);
-  Model m = family_by_name(c.family).from_checkpoint(c, std::move(f.tensors), st_path);
+  std::string source;
+  auto tensors = read_hf_tensors(path, source);
+  Model m = family_by_name(c.family).from_checkpoint(c, std::move(tensors), source);
   m.verify_or_throw(path);
   return m;
 }

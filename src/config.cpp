@@ -11,7 +11,7 @@ int64_t ArchConfig::site_dim(int64_t s) const {
   PARE_ASSERT(s >= 0 && s < num_sites());
   if (s == num_sites() - 1) return out_dim;
   const LayerDims& l = layers[s / 2];
-  return s % 2 == 0 ? l.attn_in : l.mlp_in;
+  return s % 2 == 0 || parallel_blocks() ? l.attn_in : l.mlp_in;
 }
 
 void ArchConfig::set_site_dim(int64_t s, int64_t d) {
@@ -21,6 +21,11 @@ void ArchConfig::set_site_dim(int64_t s, int64_t d) {
     return;
   }
   LayerDims& l = layers[s / 2];
+  if (parallel_blocks()) {
+    PARE_ASSERT(s % 2 == 0, "parallel blocks have no residual site between attention and MLP");
+    l.attn_in = l.mlp_in = d;
+    return;
+  }
   (s % 2 == 0 ? l.attn_in : l.mlp_in) = d;
 }
 
@@ -43,59 +48,81 @@ int64_t ArchConfig::tokens_out(int64_t layer) const {
 }
 
 bool ArchConfig::hf_expressible() const {
-  if (norm != "layernorm" || shortcuts || out_dim != hidden_size) return false;
+  if (norm == "rmsnorm" || shortcuts || out_dim != hidden_size) return false;
+  const int64_t kv = num_key_value_heads > 0 ? num_key_value_heads : num_attention_heads;
   for (const auto& l : layers)
-    if (l.heads != num_attention_heads || l.head_dim * l.heads != hidden_size ||
+    if (l.heads != num_attention_heads || l.kv_heads != kv || l.head_dim * l.heads != hidden_size ||
         l.intermediate_size != intermediate_size || l.attn_in != hidden_size ||
         l.mlp_in != hidden_size)
       return false;
   return true;
 }
 
+namespace {
+const char* const kLmFamilies[] = {"llama", "qwen2", "mistral", "opt", "gpt2", "phi"};
+}  // namespace
+
 void ArchConfig::finalize(const std::string& src) {
-  PARE_CHECK(family == "vit", src, ": family '", family, "' is not supported (expected vit)");
+  bool known = family == "vit";
+  for (const char* f : kLmFamilies) known = known || family == f;
+  PARE_CHECK(known, src, ": family '", family,
+             "' is not supported (expected vit, llama, qwen2, mistral, opt, gpt2 or phi)");
   PARE_CHECK(hidden_size > 0, src, ": hidden_size: expected a positive integer, got ", hidden_size);
   PARE_CHECK(num_hidden_layers > 0, src, ": num_hidden_layers: expected a positive integer, got ",
              num_hidden_layers);
-  PARE_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, src,
-             ": image_size (", image_size, ") must be a positive multiple of patch_size (",
-             patch_size, ")");
-  PARE_CHECK(num_channels > 0, src, ": num_channels: expected a positive integer, got ",
-             num_channels);
-  PARE_CHECK(num_labels > 0, src, ": num_labels: expected a positive integer, got ", num_labels);
   PARE_CHECK(layer_norm_eps > 0, src, ": layer_norm_eps: expected > 0, got ", layer_norm_eps);
-  PARE_CHECK(hidden_act == "gelu", src, ": hidden_act '", hidden_act,
-             "' is not supported (expected gelu)");
-  PARE_CHECK(norm == "layernorm" || norm == "rmsnorm", src, ": pare.norm: expected layernorm or ",
-             "rmsnorm, got '", norm, "'");
+  if (is_lm()) {
+    finalize_lm(src);
+  } else {
+    PARE_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, src,
+               ": image_size (", image_size, ") must be a positive multiple of patch_size (",
+               patch_size, ")");
+    PARE_CHECK(num_channels > 0, src, ": num_channels: expected a positive integer, got ",
+               num_channels);
+    PARE_CHECK(num_labels > 0, src, ": num_labels: expected a positive integer, got ", num_labels);
+    PARE_CHECK(hidden_act == "gelu", src, ": hidden_act '", hidden_act,
+               "' is not supported (expected gelu)");
+  }
+  PARE_CHECK(norm == "layernorm" || norm == "rmsnorm" || norm == "rmsnorm_affine", src,
+             ": pare.norm: expected layernorm, rmsnorm_affine or rmsnorm, got '", norm, "'");
   if (layers.empty()) {
     PARE_CHECK(num_attention_heads > 0 && hidden_size % num_attention_heads == 0, src,
                ": num_attention_heads (", num_attention_heads, ") must divide hidden_size (",
                hidden_size, ")");
     PARE_CHECK(intermediate_size > 0, src, ": intermediate_size: expected a positive integer, got ",
                intermediate_size);
+    const int64_t kv = num_key_value_heads > 0 ? num_key_value_heads : num_attention_heads;
     LayerDims l{num_attention_heads, hidden_size / num_attention_heads, intermediate_size,
-                hidden_size, hidden_size};
+                hidden_size, hidden_size, kv};
     layers.assign(num_hidden_layers, l);
   }
+  for (auto& l : layers)
+    if (l.kv_heads == 0) l.kv_heads = l.heads;  // configs written before kv_heads existed
   if (out_dim == 0) out_dim = hidden_size;
   PARE_CHECK(static_cast<int64_t>(layers.size()) == num_hidden_layers, src, ": pare.layers has ",
              layers.size(), " entries, expected num_hidden_layers = ", num_hidden_layers);
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& l = layers[i];
     PARE_CHECK(l.heads >= 0 && l.head_dim > 0 && l.intermediate_size >= 0 && l.attn_in > 0 &&
-                   l.mlp_in > 0,
+                   l.mlp_in > 0 && l.kv_heads >= 0,
                src, ": pare.layers[", i, "]: dimensions must be positive");
+    PARE_CHECK(l.heads == 0 ? l.kv_heads == 0 : l.kv_heads > 0 && l.heads % l.kv_heads == 0, src,
+               ": pare.layers[", i, "]: kv_heads (", l.kv_heads, ") must divide heads (", l.heads,
+               ")");
+    PARE_CHECK(!parallel_blocks() || l.attn_in == l.mlp_in, src, ": pare.layers[", i,
+               "]: parallel blocks read one input, so attn_in and mlp_in must agree");
   }
   PARE_CHECK(out_dim > 0, src, ": pare.out_dim must be positive");
-  if (norm == "layernorm" && !shortcuts) {
-    // Without SliceGPT shortcuts the residual stream has one width, normalised by LayerNorm.
+  if (norm != "rmsnorm" && !shortcuts) {
+    // Without SliceGPT shortcuts the residual stream has one width, normalised by its norm.
     for (int64_t s = 0; s < num_sites(); ++s)
       PARE_CHECK(site_dim(s) == hidden_size, src, ": residual width ", site_dim(s), " at ",
                  s == num_sites() - 1 ? std::string("pare.out_dim")
                                       : concat("pare.layers[", s / 2, "].", s % 2 ? "mlp_in" : "attn_in"),
                  " disagrees with hidden_size ", hidden_size);
   }
+  PARE_CHECK(!is_lm() || token_pruning.empty(), src,
+             ": pare.token_pruning: token pruning applies to encoders (vit), not to decoder LMs");
   int64_t tokens = seq_len(), prev_layer = -1;
   for (size_t i = 0; i < token_pruning.size(); ++i) {
     const auto& st = token_pruning[i];
@@ -122,17 +149,19 @@ void ArchConfig::finalize(const std::string& src) {
     tokens = st.keep;
     prev_layer = st.layer;
   }
-  if (id2label.empty())
-    for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
-  PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
-             id2label.size(), " entries, expected num_labels = ", num_labels);
-  if (image_mean.empty()) image_mean.assign(num_channels, 0.5);
-  if (image_std.empty()) image_std.assign(num_channels, 0.5);
-  for (double v : image_std)
-    PARE_CHECK(v > 0, src, ": pare.image_std: expected positive values, got ", v);
-  PARE_CHECK(static_cast<int64_t>(image_mean.size()) == num_channels &&
-                 static_cast<int64_t>(image_std.size()) == num_channels,
-             src, ": image_mean/image_std need num_channels = ", num_channels, " entries");
+  if (!is_lm()) {
+    if (id2label.empty())
+      for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
+    PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
+               id2label.size(), " entries, expected num_labels = ", num_labels);
+    if (image_mean.empty()) image_mean.assign(num_channels, 0.5);
+    if (image_std.empty()) image_std.assign(num_channels, 0.5);
+    for (double v : image_std)
+      PARE_CHECK(v > 0, src, ": pare.image_std: expected positive values, got ", v);
+    PARE_CHECK(static_cast<int64_t>(image_mean.size()) == num_channels &&
+                   static_cast<int64_t>(image_std.size()) == num_channels,
+               src, ": image_mean/image_std need num_channels = ", num_channels, " entries");
+  }
   PARE_CHECK(quantized.empty() || quant_method == "rtn" || quant_method == "gptq", src,
              ": pare.quantization.method: expected rtn or gptq, got '", quant_method, "'");
   for (const auto& [slot, q] : quantized) {
@@ -171,40 +200,185 @@ void each_object(const nlohmann::json& p, const char* key, const std::string& ps
 
 }  // namespace
 
+void ArchConfig::finalize_lm(const std::string& src) {
+  PARE_CHECK(vocab_size > 0, src, ": vocab_size: expected a positive integer, got ", vocab_size);
+  PARE_CHECK(max_position_embeddings > 0, src,
+             ": max_position_embeddings: expected a positive integer, got ",
+             max_position_embeddings);
+  if (num_key_value_heads == 0) num_key_value_heads = num_attention_heads;
+  PARE_CHECK(num_key_value_heads > 0 && num_attention_heads % num_key_value_heads == 0, src,
+             ": num_key_value_heads (", num_key_value_heads, ") must divide num_attention_heads (",
+             num_attention_heads, ")");
+  PARE_CHECK(rope_theta > 0, src, ": rope_theta: expected > 0, got ", rope_theta);
+  PARE_CHECK(partial_rotary_factor > 0 && partial_rotary_factor <= 1, src,
+             ": partial_rotary_factor: expected (0, 1], got ", partial_rotary_factor);
+  if (context_length == 0) context_length = std::min<int64_t>(max_position_embeddings, 256);
+  PARE_CHECK(context_length > 0 && context_length <= max_position_embeddings, src,
+             ": pare.context_length: expected 1..max_position_embeddings (",
+             max_position_embeddings, "), got ", context_length);
+  const bool llama_like = family == "llama" || family == "qwen2" || family == "mistral";
+  const char* act = llama_like ? "silu" : family == "opt" ? "relu" : "gelu_new";
+  PARE_CHECK(hidden_act == act, src, ": hidden_act '", hidden_act, "' is not supported for ",
+             family, " (expected ", act, ")");
+  PARE_CHECK(norm != "layernorm" || !llama_like, src, ": pare.norm: ", family,
+             " uses RMSNorm (rmsnorm_affine or folded rmsnorm), got layernorm");
+  PARE_CHECK(norm != "rmsnorm_affine" || llama_like, src, ": pare.norm: ", family,
+             " uses LayerNorm (layernorm or folded rmsnorm), got rmsnorm_affine");
+  PARE_CHECK(bos_token_id < vocab_size && eos_token_id < vocab_size, src,
+             ": bos_token_id/eos_token_id must be below vocab_size (", vocab_size, ")");
+}
+
+namespace {
+
+// HF config.json keys of the decoder-LM families, per ArchConfig field.
+struct LmKeys {
+  const char* arch;  // "architectures" entry
+  const char *hidden, *inter, *layers, *heads, *kv, *eps, *positions;
+  bool tie_default;
+  const char* norm;  // native norm
+};
+
+const LmKeys* lm_keys(const std::string& family) {
+  static const LmKeys llama{"LlamaForCausalLM", "hidden_size", "intermediate_size",
+                            "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                            "rms_norm_eps", "max_position_embeddings", false, "rmsnorm_affine"};
+  static const LmKeys qwen2{"Qwen2ForCausalLM", "hidden_size", "intermediate_size",
+                            "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                            "rms_norm_eps", "max_position_embeddings", false, "rmsnorm_affine"};
+  static const LmKeys mistral{"MistralForCausalLM", "hidden_size", "intermediate_size",
+                              "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                              "rms_norm_eps", "max_position_embeddings", false, "rmsnorm_affine"};
+  static const LmKeys opt{"OPTForCausalLM", "hidden_size", "ffn_dim", "num_hidden_layers",
+                          "num_attention_heads", nullptr, nullptr, "max_position_embeddings",
+                          true, "layernorm"};
+  static const LmKeys gpt2{"GPT2LMHeadModel", "n_embd", "n_inner", "n_layer", "n_head", nullptr,
+                           "layer_norm_epsilon", "n_positions", true, "layernorm"};
+  static const LmKeys phi{"PhiForCausalLM", "hidden_size", "intermediate_size",
+                          "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                          "layer_norm_eps", "max_position_embeddings", false, "layernorm"};
+  if (family == "llama") return &llama;
+  if (family == "qwen2") return &qwen2;
+  if (family == "mistral") return &mistral;
+  if (family == "opt") return &opt;
+  if (family == "gpt2") return &gpt2;
+  if (family == "phi") return &phi;
+  return nullptr;
+}
+
+}  // namespace
+
+namespace {
+void read_lm_fields(const nlohmann::json& j, const LmKeys& k, ArchConfig& c, const std::string& src) {
+  c.norm = k.norm;
+  c.tie_word_embeddings = k.tie_default;
+  c.layer_norm_eps = 1e-5;
+  get(j, k.hidden, c.hidden_size, src, "an integer");
+  if (!(c.family == "gpt2" && j.contains("n_inner") && j["n_inner"].is_null()))
+    get(j, k.inter, c.intermediate_size, src, "an integer");
+  if (c.family == "gpt2" && c.intermediate_size == 0) c.intermediate_size = 4 * c.hidden_size;
+  get(j, k.layers, c.num_hidden_layers, src, "an integer");
+  get(j, k.heads, c.num_attention_heads, src, "an integer");
+  if (k.kv && !(j.contains(k.kv) && j[k.kv].is_null()))
+    get(j, k.kv, c.num_key_value_heads, src, "an integer");
+  if (k.eps) get(j, k.eps, c.layer_norm_eps, src, "a number");
+  get(j, k.positions, c.max_position_embeddings, src, "an integer");
+  get(j, "vocab_size", c.vocab_size, src, "an integer");
+  get(j, "tie_word_embeddings", c.tie_word_embeddings, src, "a boolean");
+  if (j.contains("bos_token_id") && !j["bos_token_id"].is_null())
+    get(j, "bos_token_id", c.bos_token_id, src, "an integer");
+  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null())
+    get(j, "eos_token_id", c.eos_token_id, src, "an integer");
+  c.hidden_act = c.family == "opt" ? "relu" : c.family == "gpt2" ? "gelu_new" : "silu";
+  if (c.family == "phi") c.hidden_act = "gelu_new";
+  get(j, c.family == "opt" || c.family == "gpt2" ? "activation_function" : "hidden_act",
+      c.hidden_act, src, "a string");
+  if (c.family == "gpt2" && c.hidden_act == "gelu_pytorch_tanh") c.hidden_act = "gelu_new";
+  if (c.family == "phi" && c.hidden_act == "gelu_pytorch_tanh") c.hidden_act = "gelu_new";
+  get(j, "rope_theta", c.rope_theta, src, "a number");
+  get(j, "partial_rotary_factor", c.partial_rotary_factor, src, "a number");
+  c.attention_bias = c.family == "qwen2";
+  if (c.family == "llama" || c.family == "mistral")
+    get(j, "attention_bias", c.attention_bias, src, "a boolean");
+  if (j.contains("head_dim") && !j["head_dim"].is_null() && c.num_attention_heads > 0) {
+    int64_t hd = 0;
+    get(j, "head_dim", hd, src, "an integer");
+    PARE_CHECK(hd * c.num_attention_heads == c.hidden_size, src, ": head_dim (", hd,
+               ") times num_attention_heads (", c.num_attention_heads,
+               ") must equal hidden_size (", c.hidden_size, ")");
+  }
+  // Features pare does not implement: refused by name rather than computed wrongly.
+  auto refuse_unless = [&](const char* key, const nlohmann::json& ok, const char* what) {
+    if (j.contains(key) && !j[key].is_null() && j[key] != ok)
+      throw InputError(concat(src, ": ", key, " = ", j[key].dump(), " is not supported (", what,
+                              ")"));
+  };
+  refuse_unless("rope_scaling", nullptr, "RoPE scaling");
+  if (c.family == "opt") {
+    refuse_unless("do_layer_norm_before", true, "post-LN OPT such as OPT-350m");
+    refuse_unless("word_embed_proj_dim", c.hidden_size, "OPT projection layers project_in/out");
+    refuse_unless("enable_bias", true, "OPT without biases");
+    refuse_unless("layer_norm_elementwise_affine", true, "OPT LayerNorm without weights");
+  }
+  if (c.family == "gpt2") {
+    refuse_unless("scale_attn_by_inverse_layer_idx", false, "layer-scaled attention");
+    refuse_unless("scale_attn_weights", true, "unscaled attention");
+    refuse_unless("add_cross_attention", false, "cross attention");
+  }
+  if (c.family == "phi") refuse_unless("qk_layernorm", false, "Phi QK LayerNorm");
+  if (c.family == "mistral") refuse_unless("sliding_window", nullptr, "sliding-window attention");
+  if (c.family == "qwen2" && j.value("use_sliding_window", false))
+    throw InputError(concat(src, ": use_sliding_window = true is not supported"));
+  static const std::vector<std::string> known = {
+      "model_type", "architectures", "vocab_size", "tie_word_embeddings", "bos_token_id",
+      "eos_token_id", "hidden_act", "activation_function", "rope_theta", "partial_rotary_factor",
+      "attention_bias", "head_dim", "torch_dtype", "transformers_version", "pare"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool used = std::find(known.begin(), known.end(), it.key()) != known.end();
+    for (const char* key : {k.hidden, k.inter, k.layers, k.heads, k.kv, k.eps, k.positions})
+      used = used || (key && it.key() == key);
+    if (!used) c.hf_extra[it.key()] = it.value();
+  }
+}
+}  // namespace
+
 ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
   PARE_CHECK(j.is_object(), src, ": expected a JSON object");
   ArchConfig c;
   std::string model_type = "vit";
   get(j, "model_type", model_type, src, "a string");
   c.family = model_type;
-  get(j, "hidden_size", c.hidden_size, src, "an integer");
-  get(j, "num_hidden_layers", c.num_hidden_layers, src, "an integer");
-  get(j, "num_attention_heads", c.num_attention_heads, src, "an integer");
-  get(j, "intermediate_size", c.intermediate_size, src, "an integer");
-  get(j, "layer_norm_eps", c.layer_norm_eps, src, "a number");
-  get(j, "hidden_act", c.hidden_act, src, "a string");
-  get(j, "image_size", c.image_size, src, "an integer");
-  get(j, "patch_size", c.patch_size, src, "an integer");
-  get(j, "num_channels", c.num_channels, src, "an integer");
-  get(j, "num_labels", c.num_labels, src, "an integer");
-  PARE_CHECK(!j.contains("qkv_bias") || j["qkv_bias"] == true, src,
-             ": qkv_bias: only true is supported");
-  if (j.contains("id2label")) {
-    const auto& m = j["id2label"];
-    PARE_CHECK(m.is_object(), src, ": id2label: expected an object {\"0\": name, ...}");
-    c.id2label.assign(m.size(), "");
-    for (auto it = m.begin(); it != m.end(); ++it) {
-      size_t idx = 0;
-      try {
-        idx = std::stoul(it.key());
-      } catch (...) {
-        throw InputError(concat(src, ": id2label: key '", it.key(), "' is not an integer"));
+  if (const LmKeys* k = lm_keys(c.family)) {
+    read_lm_fields(j, *k, c, src);
+  } else {
+    get(j, "hidden_size", c.hidden_size, src, "an integer");
+    get(j, "num_hidden_layers", c.num_hidden_layers, src, "an integer");
+    get(j, "num_attention_heads", c.num_attention_heads, src, "an integer");
+    get(j, "intermediate_size", c.intermediate_size, src, "an integer");
+    get(j, "layer_norm_eps", c.layer_norm_eps, src, "a number");
+    get(j, "hidden_act", c.hidden_act, src, "a string");
+    get(j, "image_size", c.image_size, src, "an integer");
+    get(j, "patch_size", c.patch_size, src, "an integer");
+    get(j, "num_channels", c.num_channels, src, "an integer");
+    get(j, "num_labels", c.num_labels, src, "an integer");
+    PARE_CHECK(!j.contains("qkv_bias") || j["qkv_bias"] == true, src,
+               ": qkv_bias: only true is supported");
+    if (j.contains("id2label")) {
+      const auto& m = j["id2label"];
+      PARE_CHECK(m.is_object(), src, ": id2label: expected an object {\"0\": name, ...}");
+      c.id2label.assign(m.size(), "");
+      for (auto it = m.begin(); it != m.end(); ++it) {
+        size_t idx = 0;
+        try {
+          idx = std::stoul(it.key());
+        } catch (...) {
+          throw InputError(concat(src, ": id2label: key '", it.key(), "' is not an integer"));
+        }
+        PARE_CHECK(idx < m.size() && it->is_string(), src, ": id2label['", it.key(),
+                   "']: expected a label name for an index below ", m.size());
+        c.id2label[idx] = it->get<std::string>();
       }
-      PARE_CHECK(idx < m.size() && it->is_string(), src, ": id2label['", it.key(),
-                 "']: expected a label name for an index below ", m.size());
-      c.id2label[idx] = it->get<std::string>();
+      if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
     }
-    if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
   }
   if (j.contains("pare")) {
     const auto& p = j["pare"];
@@ -214,6 +388,7 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     get(p, "norm", c.norm, ps, "a string");
     get(p, "shortcuts", c.shortcuts, ps, "a boolean");
     get(p, "out_dim", c.out_dim, ps, "an integer");
+    get(p, "context_length", c.context_length, ps, "an integer");
     get(p, "image_mean", c.image_mean, ps, "a list of numbers");
     get(p, "image_std", c.image_std, ps, "a list of numbers");
     if (p.contains("history")) c.history = p["history"];
@@ -232,6 +407,7 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     each_object(p, "layers", ps, [&](const nlohmann::json& l, const std::string& ls) {
       LayerDims d;
       get(l, "heads", d.heads, ls, "an integer");
+      get(l, "kv_heads", d.kv_heads, ls, "an integer");
       get(l, "head_dim", d.head_dim, ls, "an integer");
       get(l, "intermediate_size", d.intermediate_size, ls, "an integer");
       get(l, "attn_in", d.attn_in, ls, "an integer");
@@ -261,36 +437,61 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
 
 nlohmann::json config_to_json(const ArchConfig& c) {
   nlohmann::ordered_json j;
-  j["architectures"] = {"ViTForImageClassification"};
-  j["model_type"] = c.family;
-  j["hidden_size"] = c.hidden_size;
-  j["num_hidden_layers"] = c.num_hidden_layers;
-  j["num_attention_heads"] = c.num_attention_heads;
-  j["intermediate_size"] = c.intermediate_size;
-  j["hidden_act"] = c.hidden_act;
-  j["layer_norm_eps"] = c.layer_norm_eps;
-  j["image_size"] = c.image_size;
-  j["patch_size"] = c.patch_size;
-  j["num_channels"] = c.num_channels;
-  j["qkv_bias"] = true;
-  j["hidden_dropout_prob"] = 0.0;
-  j["attention_probs_dropout_prob"] = 0.0;
-  j["num_labels"] = c.num_labels;
-  nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
-                         label2id = nlohmann::ordered_json::object();
-  for (size_t i = 0; i < c.id2label.size(); ++i) {
-    id2label[std::to_string(i)] = c.id2label[i];
-    label2id[c.id2label[i]] = i;
+  if (const LmKeys* k = lm_keys(c.family)) {
+    j["architectures"] = {k->arch};
+    j["model_type"] = c.family;
+    j[k->hidden] = c.hidden_size;
+    j[k->inter] = c.intermediate_size;
+    j[k->layers] = c.num_hidden_layers;
+    j[k->heads] = c.num_attention_heads;
+    if (k->kv) j[k->kv] = c.num_key_value_heads;
+    if (k->eps) j[k->eps] = c.layer_norm_eps;
+    j[k->positions] = c.max_position_embeddings;
+    j["vocab_size"] = c.vocab_size;
+    j[c.family == "opt" || c.family == "gpt2" ? "activation_function" : "hidden_act"] = c.hidden_act;
+    if (c.family != "opt" && c.family != "gpt2") j["rope_theta"] = c.rope_theta;
+    if (c.family == "phi") j["partial_rotary_factor"] = c.partial_rotary_factor;
+    if (c.family == "llama" || c.family == "mistral") j["attention_bias"] = c.attention_bias;
+    j["tie_word_embeddings"] = c.tie_word_embeddings;
+    if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+    if (c.eos_token_id >= 0) j["eos_token_id"] = c.eos_token_id;
+    for (auto it = c.hf_extra.begin(); it != c.hf_extra.end(); ++it) j[it.key()] = it.value();
+  } else {
+    j["architectures"] = {"ViTForImageClassification"};
+    j["model_type"] = c.family;
+    j["hidden_size"] = c.hidden_size;
+    j["num_hidden_layers"] = c.num_hidden_layers;
+    j["num_attention_heads"] = c.num_attention_heads;
+    j["intermediate_size"] = c.intermediate_size;
+    j["hidden_act"] = c.hidden_act;
+    j["layer_norm_eps"] = c.layer_norm_eps;
+    j["image_size"] = c.image_size;
+    j["patch_size"] = c.patch_size;
+    j["num_channels"] = c.num_channels;
+    j["qkv_bias"] = true;
+    j["hidden_dropout_prob"] = 0.0;
+    j["attention_probs_dropout_prob"] = 0.0;
+    j["num_labels"] = c.num_labels;
+    nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
+                           label2id = nlohmann::ordered_json::object();
+    for (size_t i = 0; i < c.id2label.size(); ++i) {
+      id2label[std::to_string(i)] = c.id2label[i];
+      label2id[c.id2label[i]] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
   }
-  j["id2label"] = id2label;
-  j["label2id"] = label2id;
   nlohmann::ordered_json p;
   p["family"] = c.family;
   p["norm"] = c.norm;
   p["shortcuts"] = c.shortcuts;
   p["out_dim"] = c.out_dim;
-  p["image_mean"] = c.image_mean;
-  p["image_std"] = c.image_std;
+  if (c.is_lm()) {
+    p["context_length"] = c.context_length;
+  } else {
+    p["image_mean"] = c.image_mean;
+    p["image_std"] = c.image_std;
+  }
   if (!c.quantized.empty()) {
     nlohmann::ordered_json slots = nlohmann::ordered_json::object();
     for (const auto& [slot, q] : c.quantized)
@@ -300,6 +501,7 @@ nlohmann::json config_to_json(const ArchConfig& c) {
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
   for (const auto& l : c.layers)
     layers.push_back({{"heads", l.heads},
+                      {"kv_heads", l.kv_heads},
                       {"head_dim", l.head_dim},
                       {"intermediate_size", l.intermediate_size},
                       {"attn_in", l.attn_in},

@@ -36,8 +36,9 @@ struct LayerDims {
   int64_t intermediate_size = 0;
   int64_t attn_in = 0;
   int64_t mlp_in = 0;
+  int64_t kv_heads = 0;  // key/value heads (grouped-query attention); = heads without GQA
   bool operator==(const LayerDims& o) const {
-    return heads == o.heads && head_dim == o.head_dim &&
+    return heads == o.heads && kv_heads == o.kv_heads && head_dim == o.head_dim &&
            intermediate_size == o.intermediate_size && attn_in == o.attn_in && mlp_in == o.mlp_in;
   }
 };
@@ -62,7 +63,7 @@ struct TokenPruneStep {
 };
 
 struct ArchConfig {
-  std::string family = "vit";      // vit (later: llama, opt, gpt2, phi, bert, gps)
+  std::string family = "vit";      // vit, or a decoder LM: llama (qwen2, mistral), opt, gpt2, phi
   int64_t hidden_size = 0;          // D of the trained model; the folded RMSNorm divides by it
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;  // HF field (dense models); per-layer values in `layers`
@@ -79,8 +80,31 @@ struct ArchConfig {
   std::vector<double> image_mean;  // per channel, applied by the data loader
   std::vector<double> image_std;
 
+  // Decoder language models (is_lm()). HF names differ per family (config.cpp maps them):
+  // llama rms_norm_eps / gpt2 layer_norm_epsilon / phi layer_norm_eps all land in layer_norm_eps;
+  // opt ffn_dim and gpt2 n_inner in intermediate_size.
+  int64_t vocab_size = 0;
+  int64_t max_position_embeddings = 0;
+  int64_t num_key_value_heads = 0;     // HF field; per-layer values in layers[].kv_heads
+  double rope_theta = 10000.0;         // RoPE base (llama, phi)
+  double partial_rotary_factor = 1.0;  // share of head_dim that RoPE rotates (phi: 0.4 in Phi-2)
+  bool tie_word_embeddings = false;    // lm_head shares tok_embd (no lm_head slot then)
+  bool attention_bias = false;         // llama family: q/k/v/o biases (qwen2: q/k/v only)
+  int64_t bos_token_id = -1, eos_token_id = -1;
+  // Tokens per sequence at which costs() counts FLOPs (pare.context_length; default
+  // min(max_position_embeddings, 256)).
+  int64_t context_length = 0;
+  // HF config.json fields pare does not interpret, written back unchanged.
+  nlohmann::json hf_extra = nlohmann::json::object();
+  bool is_lm() const { return family != "vit"; }
+  // Phi: attention and MLP read one norm of the same input and add to the residual together,
+  // so a layer has one residual site (mlp_in mirrors attn_in) and one SliceGPT shortcut.
+  bool parallel_blocks() const { return family == "phi"; }
+
   // pare section.
-  std::string norm = "layernorm";  // "layernorm" (weight+bias) or "rmsnorm" (folded, no weight)
+  // "layernorm" (weight+bias), "rmsnorm_affine" (Llama RMSNorm: x·rsqrt(mean x² + eps)·γ) or
+  // "rmsnorm" (folded by SliceGPT, no weight: x·rsqrt(Σx²/hidden_size + eps)).
+  std::string norm = "layernorm";
   bool shortcuts = false;          // SliceGPT residual shortcut matrices present
   std::vector<LayerDims> layers;   // one per layer
   int64_t out_dim = 0;             // residual width at the head (input of final norm + head)
@@ -95,7 +119,8 @@ struct ArchConfig {
   const TokenPruneStep* prune_step(int64_t layer) const;
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
-  int64_t seq_len() const { return num_patches() + 1; }
+  // Tokens per input: patches + CLS (vit), context_length (LMs).
+  int64_t seq_len() const { return is_lm() ? context_length : num_patches() + 1; }
   // Residual width at site s: 2l = attention input of layer l, 2l+1 = MLP input of layer l,
   // 2L = head input.
   int64_t site_dim(int64_t s) const;
@@ -107,6 +132,7 @@ struct ArchConfig {
   // Fills `layers` and `out_dim` from the HF fields when they are empty; validates everything.
   // Throws InputError naming `source` and the field.
   void finalize(const std::string& source);
+  void finalize_lm(const std::string& source);  // the decoder-LM fields (config.cpp)
 
   // Weight-only quantization (pare.quantization): the method that made the codes and the format
   // of every quantized linear slot; both empty when no slot is quantized.

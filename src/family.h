@@ -15,9 +15,14 @@
 
 namespace pare {
 
-// Activations flowing between sub-blocks: the residual stream x [B, T, d_site].
+// Activations flowing between sub-blocks: the residual stream x [B, T, d_site], plus what a
+// family's embed() prepares for every layer (decoder LMs: RoPE tables, the causal mask) and what
+// a parallel block (phi) hands from its attention to its MLP half.
 struct ForwardState {
   torch::Tensor x;
+  torch::Tensor rope_cos, rope_sin;  // [T, rotary_dim] (RoPE families)
+  torch::Tensor causal_mask;         // [T, T] additive: 0 on and below the diagonal, -inf above
+  torch::Tensor block_in, attn_out;  // parallel blocks: norm output and attention output
 };
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every

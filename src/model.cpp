@@ -204,7 +204,9 @@ void Rewriter::add_shortcuts() {
     const auto& d = m_.config.layers[l];
     PARE_CHECK(d.attn_in == d.mlp_in && d.mlp_in == m_.config.site_dim(2 * l + 2),
                "add_shortcuts: residual widths differ before shortcuts exist");
-    m_.tensors["blk." + std::to_string(l) + ".attn_shortcut"] = torch::eye(d.attn_in, opts);
+    // Parallel blocks (phi) have one residual update per layer, so one shortcut.
+    if (!m_.config.parallel_blocks())
+      m_.tensors["blk." + std::to_string(l) + ".attn_shortcut"] = torch::eye(d.attn_in, opts);
     m_.tensors["blk." + std::to_string(l) + ".ffn_shortcut"] = torch::eye(d.mlp_in, opts);
   }
   m_.config.shortcuts = true;
@@ -221,7 +223,12 @@ void Rewriter::apply_size(const DimGroup& g, int64_t size) {
       c.set_site_dim(g.index, size);
       break;
     case DimGroup::kHeads:
+      // Without grouped-query attention the group also holds K and V: kv_heads follows.
+      if (c.layers[g.index].kv_heads == c.layers[g.index].heads) c.layers[g.index].kv_heads = size;
       c.layers[g.index].heads = size;
+      break;
+    case DimGroup::kKvHeads:
+      c.layers[g.index].kv_heads = size;
       break;
     case DimGroup::kFfn:
       c.layers[g.index].intermediate_size = size;

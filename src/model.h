@@ -48,8 +48,10 @@ struct TensorUse {
 };
 
 struct DimGroup {
-  enum Kind { kHidden, kSite, kHeads, kFfn };
-  std::string name;  // "hidden", "resid.3", "blk.2.heads", "blk.2.ffn"
+  enum Kind { kHidden, kSite, kHeads, kKvHeads, kFfn };
+  // "hidden", "resid.3", "blk.2.heads", "blk.2.kv_heads" (grouped-query attention: K/V rows;
+  // without GQA the heads group holds Q, K, V and O), "blk.2.ffn"
+  std::string name;
   Kind kind = kHidden;
   int64_t index = 0;  // site or layer
   int64_t size = 0;   // in units (heads for kHeads)
@@ -105,6 +107,7 @@ class Rewriter {
   void rotate(const std::string& group, const torch::Tensor& Q);
   // Decouples the residual sites: adds identity shortcut matrices ("blk.N.attn_shortcut"
   // [attn_in, mlp_in], "blk.N.ffn_shortcut" [mlp_in, next]) so each site can be rotated alone.
+  // Parallel blocks (phi) get only "blk.N.ffn_shortcut" [attn_in, next]: one update per layer.
   void add_shortcuts();
 
  private:

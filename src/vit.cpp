@@ -6,6 +6,8 @@
 #include <cmath>
 #include <regex>
 
+#include "blocks.h"
+#include "decoder.h"
 #include "error.h"
 #include "quant_linear.h"
 #include "token_pruning.h"
@@ -26,28 +28,6 @@ namespace {
 std::string blk(int64_t l) { return "blk." + std::to_string(l) + "."; }
 
 using Shape = std::vector<int64_t>;
-
-torch::Tensor norm(const Model& m, const std::string& slot, const torch::Tensor& x) {
-  const ArchConfig& c = m.config;
-  if (c.norm == "rmsnorm") {
-    // Folded LayerNorm (SliceGPT): x · rsqrt(Σx²/D + eps), D the original hidden size. One
-    // reduction and one multiply over x; the rest works on the [..., 1] scale.
-    torch::Tensor sq = at::linalg_vector_norm(x, 2, {-1}, true).square_();
-    return x * sq.div_(static_cast<double>(c.hidden_size)).add_(c.layer_norm_eps).rsqrt_();
-  }
-  return at::layer_norm(x, {x.size(-1)}, m.at(slot + ".weight"), m.at(slot + ".bias"),
-                        c.layer_norm_eps);
-}
-
-// Residual update: x·S + out with a SliceGPT shortcut S (one GEMM that accumulates into out),
-// x + out without.
-torch::Tensor add_residual(const Model& m, const std::string& shortcut, const torch::Tensor& x,
-                           const torch::Tensor& out) {
-  if (!m.config.shortcuts) return x + out;
-  const torch::Tensor& S = m.at(shortcut);
-  return at::addmm(out.reshape({-1, S.size(1)}), x.reshape({-1, S.size(0)}), S)
-      .view({x.size(0), x.size(1), S.size(1)});
-}
 
 class VitFamily : public Family {
  public:
@@ -202,7 +182,9 @@ class VitFamily : public Family {
                                 .reshape({B, g * g, c.num_channels * p * p});
     torch::Tensor x = m.linear("patch_embd").forward(patches);
     torch::Tensor cls = m.at("cls_token").expand({B, 1, x.size(2)});
-    return {at::cat({cls, x}, 1) + m.at("pos_embd")};
+    ForwardState s;
+    s.x = at::cat({cls, x}, 1) + m.at("pos_embd");
+    return s;
   }
 
   void attention(const Model& m, int64_t l, ForwardState& s) const override {
@@ -215,7 +197,7 @@ class VitFamily : public Family {
       s.x = add_residual(m, b + "attn_shortcut", s.x, m.at(b + "attn_o.bias").expand({s.x.size(0), s.x.size(1), d.mlp_in}));
       return;
     }
-    torch::Tensor h = norm(m, b + "attn_norm", s.x);
+    torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
     const int64_t B = h.size(0), T = h.size(1);
     auto split = [&](const char* slot) {
       return m.linear(b + slot).forward(h).view({B, T, d.heads, d.head_dim}).transpose(1, 2);
@@ -246,7 +228,7 @@ class VitFamily : public Family {
       s.x = add_residual(m, b + "ffn_shortcut", s.x, m.at(b + "ffn_down.bias").expand({s.x.size(0), s.x.size(1), next}));
       return;
     }
-    torch::Tensor h = norm(m, b + "ffn_norm", s.x);
+    torch::Tensor h = apply_norm(m, b + "ffn_norm", s.x);
     h = at::gelu(m.linear(b + "ffn_up").forward(h));
     s.x = add_residual(m, b + "ffn_shortcut", s.x, m.linear(b + "ffn_down").forward(h));
   }
@@ -254,7 +236,7 @@ class VitFamily : public Family {
   torch::Tensor head(const Model& m, ForwardState& s) const override {
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, m.config.num_sites() - 1, s.x);
     torch::Tensor cls = s.x.select(1, 0);  // norms are per token: normalising CLS alone is exact
-    torch::Tensor logits = m.linear("cls_head").forward(norm(m, "out_norm", cls));
+    torch::Tensor logits = m.linear("cls_head").forward(apply_norm(m, "out_norm", cls));
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kLogits, 0, logits);
     return logits;
   }
@@ -262,16 +244,7 @@ class VitFamily : public Family {
   std::vector<CostRow> costs(const Model& m) const override {
     const ArchConfig& c = m.config;
     const int64_t T = c.seq_len(), N = c.num_patches();
-    // Parameters under a name prefix: plain tensors by numel, linear slots by num_params (a
-    // quantized slot counts its logical weights, not its packed codes and scales).
-    auto params_of = [&](const std::string& prefix) {
-      int64_t n = 0;
-      for (const auto& [name, t] : m.tensors)
-        if (name.rfind(prefix, 0) == 0) n += t.numel();
-      for (const auto& [slot, form] : m.linears)
-        if ((slot + ".").rfind(prefix, 0) == 0) n += form->num_params();
-      return n;
-    };
+    auto params_of = [&](const std::string& prefix) { return params_under(m, prefix); };
     std::vector<CostRow> rows;
     CostRow emb{"embeddings"};
     emb.params = params_of("patch_embd.") + params_of("cls_token") + params_of("pos_embd");
@@ -445,7 +418,9 @@ const Family& vit_family() {
 
 const Family& family_by_name(const std::string& name) {
   if (name == "vit") return vit_family();
-  throw InputError(concat("unknown model family '", name, "' (known: vit)"));
+  if (is_decoder_family(name)) return decoder_family(name);
+  throw InputError(concat("unknown model family '", name,
+                          "' (known: vit, llama, qwen2, mistral, opt, gpt2, phi)"));
 }
 
 }  // namespace pare

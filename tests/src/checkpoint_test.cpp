@@ -93,7 +93,7 @@ TEST(Checkpoint, ConfigJsonHasHfFieldsAndPareSection) {
   EXPECT_EQ(p.at("out_dim"), 16);
   ASSERT_EQ(p.at("layers").size(), 2u);
   EXPECT_EQ(p["layers"][1], (nlohmann::json{{"heads", 2}, {"head_dim", 8}, {"intermediate_size", 32},
-                                            {"attn_in", 16}, {"mlp_in", 16}}));
+                                            {"attn_in", 16}, {"mlp_in", 16}, {"kv_heads", 2}}));
   // The HF fields alone describe the same model (a plain HF reader gets the same config).
   nlohmann::json hf_only = j;
   hf_only.erase("pare");

@@ -44,7 +44,7 @@ TEST_F(TinyVit, ConfigReadFromHfFields) {
   EXPECT_EQ(c.norm, "layernorm");
   EXPECT_FALSE(c.shortcuts);
   ASSERT_EQ(c.layers.size(), 2u);
-  for (const auto& l : c.layers) EXPECT_EQ(l, (LayerDims{kHeads, kHeadDim, kInter, kD, kD}));
+  for (const auto& l : c.layers) EXPECT_EQ(l, (LayerDims{kHeads, kHeadDim, kInter, kD, kD, kHeads}));
   EXPECT_EQ(c.out_dim, kD);
   EXPECT_EQ(c.seq_len(), kT);
   EXPECT_TRUE(c.hf_expressible());

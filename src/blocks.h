@@ -1,0 +1,30 @@
+// Forward pieces shared by the families (vit, decoder LMs): norms, residual updates with SliceGPT
+// shortcut matrices, parameter counting by name prefix.
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+
+#include "model.h"
+
+namespace pare {
+
+// The model's norm over the last axis of x [..., d]:
+//   layernorm       (x - mean) / sqrt(var + eps) · γ + β   (SLOT.weight, SLOT.bias)
+//   rmsnorm_affine  x · rsqrt(mean(x²) + eps) · γ         (SLOT.weight; Llama RMSNorm, computed
+//                   in float32 or wider and cast back, as Hugging Face does)
+//   rmsnorm         x · rsqrt(Σx²/hidden_size + eps)       (folded by SliceGPT: no weight, and
+//                   hidden_size stays the normaliser after slicing, SliceGPT §3.2)
+torch::Tensor apply_norm(const Model& m, const std::string& slot, const torch::Tensor& x);
+
+// Residual update: x·S + out with a SliceGPT shortcut S [d_in, d_out] (one GEMM accumulating into
+// out), x + out without shortcuts. x [B, T, d_in], out [B, T, d_out].
+torch::Tensor add_residual(const Model& m, const std::string& shortcut, const torch::Tensor& x,
+                           const torch::Tensor& out);
+
+// Parameters under a name prefix: plain tensors by numel, linear slots by num_params (a quantized
+// slot counts its logical weights, not its packed codes and scales).
+int64_t params_under(const Model& m, const std::string& prefix);
+
+}  // namespace pare
