@@ -97,21 +97,60 @@ torch::Tensor covariance(const std::vector<ForwardState>& states) {
 void fold_layernorms(Model& m) {
   ArchConfig& c = m.config;
   if (c.norm == "rmsnorm") return;
-  PARE_CHECK(c.family == "vit", "slicegpt: family '", c.family, "' is not supported yet");
   PARE_CHECK(!c.shortcuts, "slicegpt: the model already has shortcut matrices");
   const auto dtype = m.dtype();
   m.to_dtype(torch::kFloat64);
-  centre_writer(m, "patch_embd");
-  centre_last_axis(m.tensors.at("cls_token"));
-  centre_last_axis(m.tensors.at("pos_embd"));
+  if (c.is_lm() && c.tie_word_embeddings) {
+    // The head folds the final norm and the embedding is centred (LayerNorm) and rotated at
+    // site 0 while the head reads site 2L: they stop being one matrix. Untied, the head's
+    // vocab × hidden weights count as parameters of their own.
+    m.linears["lm_head"] = std::make_shared<DenseLinear>(m.at("tok_embd").clone(), torch::Tensor());
+    c.tie_word_embeddings = false;
+  }
+  // RMSNorm (Llama) has no mean to subtract: folding its weight is enough. LayerNorm needs every
+  // residual writer centred so that its mean subtraction becomes a no-op (SliceGPT §3.2).
+  const bool centre = c.norm == "layernorm";
+  if (c.family == "vit") {
+    centre_writer(m, "patch_embd");
+    centre_last_axis(m.tensors.at("cls_token"));
+    centre_last_axis(m.tensors.at("pos_embd"));
+  } else if (centre) {
+    centre_last_axis(m.tensors.at("tok_embd"));
+    if (m.tensors.count("pos_embd")) centre_last_axis(m.tensors.at("pos_embd"));
+  }
+  auto fold = [&](const std::string& norm, const std::vector<std::string>& readers) {
+    if (centre) {
+      fold_norm_into(m, norm, readers);
+      return;
+    }
+    // RMSNorm weight γ only: W ← W·diag(γ).
+    torch::Tensor g = m.tensors.at(norm + ".weight").to(torch::kFloat64);
+    for (const auto& slot : readers) {
+      DenseLinear& d = m.dense(slot);
+      d.weight = (d.weight.to(torch::kFloat64) * g.unsqueeze(0)).to(d.weight.scalar_type());
+    }
+    m.tensors.erase(norm + ".weight");
+  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string b = blk(l);
-    fold_norm_into(m, b + "attn_norm", {b + "attn_q", b + "attn_k", b + "attn_v"});
-    centre_writer(m, b + "attn_o");
-    fold_norm_into(m, b + "ffn_norm", {b + "ffn_up"});
-    centre_writer(m, b + "ffn_down");
+    std::vector<std::string> attn_readers{b + "attn_q", b + "attn_k", b + "attn_v"};
+    std::vector<std::string> mlp_readers;
+    for (const char* u : {"ffn_gate", "ffn_up"})
+      if (m.linears.count(b + u)) mlp_readers.push_back(b + u);
+    if (c.parallel_blocks()) {
+      // Phi: one norm feeds attention and MLP.
+      attn_readers.insert(attn_readers.end(), mlp_readers.begin(), mlp_readers.end());
+      fold(b + "attn_norm", attn_readers);
+    } else {
+      fold(b + "attn_norm", attn_readers);
+      fold(b + "ffn_norm", mlp_readers);
+    }
+    if (centre) {
+      centre_writer(m, b + "attn_o");
+      centre_writer(m, b + "ffn_down");
+    }
   }
-  fold_norm_into(m, "out_norm", {"cls_head"});
+  fold("out_norm", {c.family == "vit" ? "cls_head" : "lm_head"});
   c.norm = "rmsnorm";
   m.to_dtype(dtype);
 }
@@ -156,7 +195,8 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   slice_site(0, d);
   for (int64_t l = 0; l < L; ++l) {
     for (auto& s : states) fam.attention(m, l, s);
-    slice_site(2 * l + 1, d);
+    // Parallel blocks (phi) have no residual state between attention and MLP to slice.
+    if (!m.config.parallel_blocks()) slice_site(2 * l + 1, d);
     for (auto& s : states) fam.mlp(m, l, s);
     if (l + 1 < L || o.slice_head) slice_site(2 * l + 2, d);
     log(concat("slicegpt: layer ", l + 1, "/", L, " sliced to ", d));
@@ -177,7 +217,11 @@ class SliceGptPass : public Pass {
     o_.damping = p.number("damping");
   }
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
-    const torch::Tensor& calib = am.get<CalibrationImages>(m, ctx);
+    if (m.config.is_lm())
+      PARE_CHECK(ctx.calibration_tokens.defined(), "slicegpt: a language model needs calibration ",
+                 "text (recipe calibration.path, or --calibration)");
+    const torch::Tensor& calib =
+        m.config.is_lm() ? ctx.calibration_tokens : am.get<CalibrationImages>(m, ctx);
     nlohmann::json notes = slice_gpt(m, calib, o_, ctx.batch_size, ctx.log);
     if (ctx.notes) *ctx.notes = notes;
     return PreservedAnalyses::none();

@@ -28,7 +28,8 @@ bool norm_has_bias(const ArchConfig& c) { return c.norm == "layernorm"; }
 
 // Which linears carry a bias in each family.
 bool has_bias(const ArchConfig& c, const std::string& slot_kind) {
-  if (c.family == "opt" || c.family == "gpt2") return slot_kind != "lm_head";
+  // SliceGPT folds a LayerNorm's β into the head: the head of a folded opt/gpt2 model has a bias.
+  if (c.family == "opt" || c.family == "gpt2") return slot_kind != "lm_head" || c.norm == "rmsnorm";
   if (c.family == "phi") return true;
   if (c.family == "qwen2") return slot_kind == "attn_q" || slot_kind == "attn_k" || slot_kind == "attn_v";
   // llama, mistral: attention_bias covers q/k/v/o; MLP and head have none.

@@ -110,6 +110,9 @@ struct PassContext {
   int64_t calibration_samples = 1024;
   uint64_t calibration_seed = 0;
   int64_t batch_size = 256;
+  // Language models: calibration windows [samples, seq_len] int64 token ids, drawn from the
+  // recipe's calibration text by the caller (lm_eval.h calibration_windows).
+  torch::Tensor calibration_tokens;
   std::function<void(const std::string&)> log = [](const std::string&) {};
   // Decisions and figures a pass wants in the report (JSON object per pass).
   nlohmann::json* notes = nullptr;
