@@ -13,19 +13,7 @@ namespace {
 
 // Metadata value types.
 enum : uint32_t {
-  kU8 = 0,
-  kI8,
-  kU16,
-  kI16,
-  kU32,
-  kI32,
-  kF32,
-  kBool,
-  kString,
-  kArray,
-  kU64,
-  kI64,
-  kF64,
+  kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
 };
 const char* const kValueTypeNames[] = {"UINT8",  "INT8",    "UINT16", "INT16",  "UINT32",
                                        "INT32",  "FLOAT32", "BOOL",   "STRING", "ARRAY",
@@ -138,49 +126,32 @@ uint64_t min_value_bytes(uint32_t t) {
   switch (t) {
     case kU8:
     case kI8:
-    case kBool:
-      return 1;
+    case kBool: return 1;
     case kU16:
-    case kI16:
-      return 2;
+    case kI16: return 2;
     case kU32:
     case kI32:
-    case kF32:
-      return 4;
-    case kArray:
-      return 12;
-    default:
-      return 8;
+    case kF32: return 4;
+    case kArray: return 12;
+    default: return 8;
   }
 }
 
 nlohmann::json read_value(Reader& r, const std::string& path, uint32_t type,
                           const std::string& what, int depth) {
   switch (type) {
-    case kU8:
-      return r.get<uint8_t>(what);
-    case kI8:
-      return r.get<int8_t>(what);
-    case kU16:
-      return r.get<uint16_t>(what);
-    case kI16:
-      return r.get<int16_t>(what);
-    case kU32:
-      return r.get<uint32_t>(what);
-    case kI32:
-      return r.get<int32_t>(what);
-    case kU64:
-      return r.get<uint64_t>(what);
-    case kI64:
-      return r.get<int64_t>(what);
-    case kF32:
-      return shortest_double(r.get<float>(what));
-    case kF64:
-      return r.get<double>(what);
-    case kBool:
-      return r.get<uint8_t>(what) != 0;
-    case kString:
-      return r.str(what);
+    case kU8: return r.get<uint8_t>(what);
+    case kI8: return r.get<int8_t>(what);
+    case kU16: return r.get<uint16_t>(what);
+    case kI16: return r.get<int16_t>(what);
+    case kU32: return r.get<uint32_t>(what);
+    case kI32: return r.get<int32_t>(what);
+    case kU64: return r.get<uint64_t>(what);
+    case kI64: return r.get<int64_t>(what);
+    case kF32: return shortest_double(r.get<float>(what));
+    case kF64: return r.get<double>(what);
+    case kBool: return r.get<uint8_t>(what) != 0;
+    case kString: return r.str(what);
     case kArray: {
       PARE_CHECK(depth < 4, path, ": ", what, " at byte offset ", r.pos(),
                  ": arrays nested more than 4 deep");
