@@ -1,7 +1,11 @@
 // pare eval --model DIR: accuracy on the 10k Fashion-MNIST test images, params, FLOPs, bytes,
-// latency. pare inspect --model DIR: the per-layer table (heads, widths, params, FLOPs).
+// latency; for a decoder LM (--task lm-perplexity, the default for LMs): perplexity on a text file,
+// KL / top-1 agreement against a reference model, FLOPs per token, tokens/s.
+// pare inspect --model DIR: the per-layer table (heads, widths, params, FLOPs).
+// pare generate --model M: greedy continuation of a prompt (decoder LMs).
 #include <ATen/Parallel.h>
 
+#include <iomanip>
 #include <iostream>
 
 #include "checkpoint.h"
@@ -10,33 +14,110 @@
 #include "evaluate.h"
 #include "family.h"
 #include "fileio.h"
+#include "lm_data.h"
+#include "lm_eval.h"
 #include "pipeline.h"
 
 namespace pare::cli {
 
+namespace {
+
+// Per-token cost row of an LM: FLOPs of one context_length sequence divided by its tokens.
+int64_t lm_flops_per_token(const Model& m) {
+  int64_t flops = 0;
+  for (const auto& r : m.family().costs(m)) flops += r.flops;
+  return flops / m.config.seq_len();
+}
+
+}  // namespace
+
 Runner add_eval(CLI::App& app, Common&) {
   struct Args {
-    std::string model, data = kDefaultFashionMnistDir, json;
-    int64_t limit = -1, batch = 256;
+    std::string model, data, json, task, tokenizer, reference;
+    int64_t limit = -1, batch = 256, seq_len = 0;
     std::vector<int64_t> latency{1, 256};
+  };
+
+  auto run_lm_eval = [](const Args& a, const Model& m) -> int {
+    PARE_CHECK(!a.data.empty(), "--data: lm-perplexity needs a text file (e.g. wiki.test.raw)");
+    auto tok = tokenizer_for_model(a.model, a.tokenizer, m);
+    const int64_t T = a.seq_len > 0 ? a.seq_len : m.config.context_length;
+    PARE_CHECK(m.config.max_position_embeddings <= 0 || T <= m.config.max_position_embeddings,
+               "--seq-len: ", T, " exceeds the model's max_position_embeddings (",
+               m.config.max_position_embeddings, ")");
+    torch::Tensor tokens = tokenize_file(*tok, a.data);
+    torch::Tensor windows = token_windows(tokens, T, a.limit, a.data);
+    std::unique_ptr<Model> ref;
+    if (!a.reference.empty()) {
+      ref = std::make_unique<Model>(load_model(a.reference));
+      PARE_CHECK(ref->config.vocab_size == m.config.vocab_size, a.reference, ": vocab_size ",
+                 ref->config.vocab_size, " differs from the model's ", m.config.vocab_size);
+    }
+    LmEvalResult r = evaluate_lm(m, windows, a.batch, ref.get());
+    const int64_t fpt = lm_flops_per_token(m), bytes = checkpoint_bytes(m);
+    std::cout << "| model | perplexity | " << (ref ? "KL (nats/token) | top-1 agree | " : "")
+              << "params | FLOPs/token | bytes | tokens/s |\n|---|---|"
+              << (ref ? "---|---|" : "") << "---|---|---|---|\n";
+    std::cout << "| " << a.model << " | " << concat(std::fixed, std::setprecision(3), r.perplexity)
+              << " | ";
+    if (ref)
+      std::cout << concat(std::setprecision(5), r.kl) << " | "
+                << concat(std::fixed, std::setprecision(2), 100.0 * r.top1) << "% | ";
+    std::cout << m.num_params() << " | " << fpt << " | " << bytes << " | "
+              << concat(std::fixed, std::setprecision(0), r.tokens_per_second) << " |\n";
+    std::cout << "\n" << a.data << ": " << tokens.numel() << " tokens (" << tok->kind()
+              << " tokenizer), " << r.windows << " windows of " << T << " tokens, " << r.predicted
+              << " predicted tokens; FLOPs = 2 x MACs per token at " << m.config.seq_len()
+              << " tokens of context; " << at::get_num_threads() << " threads\n";
+    if (!a.json.empty()) {
+      nlohmann::json j = {{"model", a.model}, {"data", a.data}, {"tokens", tokens.numel()},
+                          {"seq_len", T}, {"windows", r.windows}, {"predicted_tokens", r.predicted},
+                          {"perplexity", r.perplexity}, {"nll", r.nll}, {"params", m.num_params()},
+                          {"flops_per_token", fpt}, {"bytes", bytes},
+                          {"tokens_per_second", r.tokens_per_second},
+                          {"threads", at::get_num_threads()}};
+      if (ref) {
+        j["reference"] = a.reference;
+        j["kl"] = r.kl;
+        j["top1_agreement"] = r.top1;
+      }
+      write_file_atomic(a.json, j.dump(2) + "\n");
+    }
+    return 0;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("eval", "Evaluate a model: accuracy, params, FLOPs, bytes, latency");
   sub->add_option("--model", a->model, "Model folder")->required();
-  sub->add_option("--data", a->data, "Fashion-MNIST folder")->capture_default_str();
-  sub->add_option("--limit", a->limit, "Use only the first N test images (-1: all)");
+  sub->add_option("--data", a->data,
+                  "Fashion-MNIST folder (default " + std::string(kDefaultFashionMnistDir) +
+                      "), or the text file for lm-perplexity");
+  sub->add_option("--task", a->task,
+                  "image-classification or lm-perplexity (default: by the model's family)");
+  sub->add_option("--tokenizer", a->tokenizer,
+                  "LMs: tokenizer file or folder (default: the model's own; needed for llama2.c .bin)");
+  sub->add_option("--seq-len", a->seq_len,
+                  "LMs: tokens per non-overlapping window (default: the model's context_length)");
+  sub->add_option("--reference", a->reference,
+                  "LMs: reference model for KL divergence and top-1 agreement on the same tokens");
+  sub->add_option("--limit", a->limit, "Use only the first N test images / LM windows (-1: all)");
   sub->add_option("--batch-size", a->batch, "Evaluation batch size")->capture_default_str();
   sub->add_option("--latency-batches", a->latency, "Batch sizes to time (empty: skip)")
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
-  return [a]() -> int {
+  return [a, run_lm_eval]() -> int {
     PARE_CHECK(a->batch > 0, "--batch-size: expected a positive integer, got ", a->batch);
     PARE_CHECK(a->limit == -1 || a->limit > 0, "--limit: expected -1 (all) or a positive integer, got ",
                a->limit);
     for (int64_t b : a->latency)
       PARE_CHECK(b > 0, "--latency-batches: expected positive batch sizes, got ", b);
-    ImageDataset test = load_fashion_mnist(a->data, "test");
     Model m = load_model(a->model);
+    const std::string task = a->task.empty() ? (m.config.is_lm() ? "lm-perplexity" : "image-classification") : a->task;
+    PARE_CHECK(task == "image-classification" || task == "lm-perplexity",
+               "--task: expected image-classification or lm-perplexity, got '", task, "'");
+    PARE_CHECK((task == "lm-perplexity") == m.config.is_lm(), a->model, ": task ", task,
+               " does not apply to a ", m.config.family, " model");
+    if (task == "lm-perplexity") return run_lm_eval(*a, m);
+    ImageDataset test = load_fashion_mnist(a->data.empty() ? kDefaultFashionMnistDir : a->data, "test");
     EvalSettings e;
     e.batch_size = a->batch;
     e.limit = a->limit;
@@ -69,12 +150,25 @@ Runner add_inspect(CLI::App& app, Common&) {
     auto rows = m.family().costs(m);
     int64_t flops = 0;
     for (auto& r : rows) flops += r.flops;
-    std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers << " layers, hidden size "
-              << c.hidden_size << ", " << c.seq_len() << " tokens (" << c.num_patches()
-              << " patches + CLS), " << c.num_labels << " labels, norm " << c.norm
-              << (c.shortcuts ? ", SliceGPT shortcuts" : "") << "\n";
-    std::cout << "params " << m.num_params() << ", FLOPs/image " << flops << ", checkpoint bytes "
-              << checkpoint_bytes(m) << "\n\n";
+    if (c.is_lm()) {
+      const auto& d0 = c.layers[0];
+      std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers
+                << " layers, hidden size " << c.hidden_size << ", " << d0.heads << " heads / "
+                << d0.kv_heads << " kv-heads of head_dim " << d0.head_dim << " (layer 0), vocab "
+                << c.vocab_size << ", max positions " << c.max_position_embeddings << ", norm "
+                << c.norm << (c.tie_word_embeddings ? ", tied embeddings" : ", untied head")
+                << (c.shortcuts ? ", SliceGPT shortcuts" : "") << "\n";
+      std::cout << "params " << m.num_params() << ", FLOPs/token " << flops / c.seq_len()
+                << " (2 x MACs of a " << c.seq_len() << "-token sequence / " << c.seq_len()
+                << "), checkpoint bytes " << checkpoint_bytes(m) << "\n\n";
+    } else {
+      std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers
+                << " layers, hidden size " << c.hidden_size << ", " << c.seq_len() << " tokens ("
+                << c.num_patches() << " patches + CLS), " << c.num_labels << " labels, norm "
+                << c.norm << (c.shortcuts ? ", SliceGPT shortcuts" : "") << "\n";
+      std::cout << "params " << m.num_params() << ", FLOPs/image " << flops
+                << ", checkpoint bytes " << checkpoint_bytes(m) << "\n\n";
+    }
     std::cout << layer_table_markdown(rows);
     for (const auto& st : c.token_pruning)
       std::cout << "token pruning in layer " << st.layer << ": " << st.method << ", keep "
@@ -98,6 +192,34 @@ Runner add_inspect(CLI::App& app, Common&) {
                   << ")\n";
     }
     if (!c.history.empty()) std::cout << "\nhistory: " << c.history.dump() << "\n";
+    return 0;
+  };
+}
+
+Runner add_generate(CLI::App& app, Common&) {
+  struct Args {
+    std::string model, tokenizer, prompt;
+    int64_t max_new = 64;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand("generate", "Greedy continuation of a prompt (decoder LMs)");
+  sub->add_option("--model", a->model, "Model folder, .gguf or llama2.c .bin")->required();
+  sub->add_option("--tokenizer", a->tokenizer, "Tokenizer file or folder (default: the model's own)");
+  sub->add_option("--prompt", a->prompt, "Text to continue (default: BOS only)");
+  sub->add_option("--max-new", a->max_new, "Tokens to generate")->capture_default_str();
+  return [a]() -> int {
+    PARE_CHECK(a->max_new > 0, "--max-new: expected a positive integer, got ", a->max_new);
+    Model m = load_model(a->model);
+    PARE_CHECK(m.config.is_lm(), a->model, ": generate needs a decoder LM, got ", m.config.family);
+    auto tok = tokenizer_for_model(a->model, a->tokenizer, m);
+    std::vector<int64_t> ids;
+    if (tok->bos_id() >= 0) ids.push_back(tok->bos_id());
+    for (int64_t id : tok->encode(a->prompt)) ids.push_back(id);
+    const size_t prompt_len = ids.size();
+    ids = greedy_generate(m, ids, a->max_new, tok->eos_id());
+    std::cout << tok->decode(ids) << "\n";
+    std::cerr << "generate: " << ids.size() - prompt_len << " tokens after " << prompt_len
+              << " prompt tokens, greedy\n";
     return 0;
   };
 }

@@ -4,11 +4,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "error.h"
 #include "family.h"
 #include "fileio.h"
+#include "gguf.h"
+#include "llama2c.h"
 #include "safetensors.h"
+#include "torch_pickle.h"
 
 namespace fs = std::filesystem;
 
@@ -63,15 +67,50 @@ std::map<std::string, torch::Tensor> read_hf_tensors(const std::string& dir, std
 
 }  // namespace
 
+namespace {
+
+bool starts_with_bytes(const std::string& path, const std::string& magic) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(magic.size(), '\0');
+  in.read(&head[0], static_cast<std::streamsize>(magic.size()));
+  return in.gcount() == static_cast<std::streamsize>(magic.size()) && head == magic;
+}
+
+Model from_imported(const ImportedLm& lm, const std::string& path) {
+  ArchConfig c = config_from_json(lm.config, path);
+  Model m = family_by_name(c.family).from_checkpoint(c, lm.tensors, path);
+  m.verify_or_throw(path);
+  return m;
+}
+
+}  // namespace
+
 Model load_model(const std::string& path) {
   PARE_CHECK(fs::exists(path), path, ": model not found");
-  PARE_CHECK(fs::is_directory(path), path,
-             ": expected a model folder holding config.json and model.safetensors");
+  if (!fs::is_directory(path)) {
+    // Single-file formats: GGUF, llama2.c .bin, or a torch.save state_dict (needs config.json).
+    if (starts_with_bytes(path, "GGUF")) return from_imported(read_gguf(path), path);
+    if (starts_with_bytes(path, "PK\x03\x04"))
+      throw InputError(concat(path, ": a torch.save archive needs its config.json: pass the folder ",
+                              "holding config.json and this file"));
+    const std::string ext = fs::path(path).extension().string();
+    PARE_CHECK(ext == ".bin", path, ": expected a model folder (config.json + model.safetensors), a ",
+               ".gguf file or a llama2.c .bin checkpoint");
+    return from_imported(read_llama2c(path), path);
+  }
   const std::string cfg_path = path + "/config.json";
   PARE_CHECK(fs::exists(cfg_path), cfg_path, ": file not found");
   ArchConfig c = load_config(cfg_path);
   std::string source;
-  auto tensors = read_hf_tensors(path, source);
+  std::map<std::string, torch::Tensor> tensors;
+  const std::string pt = path + "/pytorch_model.bin";
+  if (!fs::exists(path + "/model.safetensors") && !fs::exists(path + "/model.safetensors.index.json") &&
+      fs::exists(pt)) {
+    source = pt;
+    tensors = read_torch_checkpoint(pt).tensors;  // restricted unpickler: runs no code
+  } else {
+    tensors = read_hf_tensors(path, source);
+  }
   Model m = family_by_name(c.family).from_checkpoint(c, std::move(tensors), source);
   m.verify_or_throw(path);
   return m;

@@ -13,7 +13,10 @@
 
 namespace pare {
 
-// `path`: a folder holding config.json and model.safetensors.
+// `path`: a folder holding config.json and model.safetensors (or sharded safetensors with
+// model.safetensors.index.json, or a torch.save pytorch_model.bin read by the restricted
+// unpickler, torch_pickle.h); or a single file: a GGUF (gguf.h) or a llama2.c .bin (llama2c.h),
+// both converted to the HF Llama layout.
 Model load_model(const std::string& path);
 
 // Writes config.json and model.safetensors into `dir` (created if needed). dtype: float32,

@@ -663,3 +663,24 @@ TEST(Llama2cGguf, GgufMetadataAndTensorMismatches) {
 
 }  // namespace
 }  // namespace pare
+
+// The model's documented opening (PROVENANCE.md; Karpathy's llama2.c README): greedy decoding
+// from BOS with tok512, through pare's llama forward, from both file formats.
+#include "lm_eval.h"
+#include "tokenizer.h"
+#include "checkpoint.h"
+
+TEST(Stories260K, GreedyFromBosGivesTheDocumentedOpening) {
+  const char* env = std::getenv("PARE_SHARED_DATA");
+  const std::string dir = std::string(env && *env ? env : "../shared/data") + "/llama2c";
+  if (!std::filesystem::exists(dir + "/stories260K.bin")) GTEST_SKIP() << "no " << dir;
+  auto tok = pare::load_llama2c_tokenizer(dir + "/tok512.bin");
+  const std::string want =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+  for (const char* file : {"stories260K.bin", "stories260K.gguf"}) {
+    pare::Model m = pare::load_model(dir + "/" + file);
+    std::vector<int64_t> ids = pare::greedy_generate(m, {tok->bos_id()}, 40);
+    const std::string text = tok->decode(ids);
+    EXPECT_EQ(text.substr(0, want.size()), want) << file << ": " << text;
+  }
+}
