@@ -14,9 +14,81 @@
 #include "fileio.h"
 #include "images.h"
 #include "recipe.h"
+#include "lm_data.h"
+#include "lm_eval.h"
+#include "tokenizer.h"
 #include "trainer.h"
 
 namespace pare::cli {
+
+namespace {
+
+// pare train for decoder LMs. data: {text: FILE, test: FILE (optional), split: 0.9,
+// tokenizer: char | byte}. Without `test`, the first `split` of the text's tokens train and the
+// rest is the test text; with `test`, all of `text` trains. Writes the model, its tokenizer.json
+// and train.json (test perplexity on non-overlapping seq_len windows).
+int train_lm_command(const nlohmann::json& r, const std::string& recipe, const ArchConfig& cfg,
+                     TrainOptions o, const std::string& out, std::vector<std::string>& problems) {
+  std::string text_path, test_path, kind;
+  double split = 0.9;
+  {
+    FieldReader d(r.value("data", nlohmann::json::object()), "/data", problems);
+    d.string("dataset", "text", {"text"});
+    text_path = d.string("text", "");
+    test_path = d.string("test", "");
+    split = d.number("split", 0.9, 0.01, 0.99);
+    kind = d.string("tokenizer", "char", {"char", "byte"});
+    d.reject_unknown();
+    if (text_path.empty()) d.problem("text", "expected the training text file");
+  }
+  if (o.steps <= 0) problems.push_back("/train/steps: expected a positive number of steps");
+  if (!problems.empty()) throw RecipeError(recipe, problems);
+  PARE_CHECK(!out.empty(), recipe, ": /train/out: no output folder (set it or pass --out)");
+  const std::string text = read_file(text_path);
+  PARE_CHECK(!text.empty(), text_path, ": the text file is empty");
+  std::unique_ptr<Tokenizer> tok = kind == "byte" ? make_byte_tokenizer() : build_char_tokenizer(text);
+  PARE_CHECK(tok->vocab_size() <= cfg.vocab_size, recipe, ": /model/vocab_size ", cfg.vocab_size,
+             " is smaller than the ", kind, " tokenizer's ", tok->vocab_size(), " tokens");
+  std::vector<int64_t> ids = tok->encode(text);
+  torch::Tensor all = torch::tensor(ids, torch::kLong), train, test;
+  if (test_path.empty()) {
+    const int64_t n = static_cast<int64_t>(split * static_cast<double>(all.numel()));
+    train = all.narrow(0, 0, n);
+    test = all.narrow(0, n, all.numel() - n);
+  } else {
+    train = all;
+    test = tokenize_file(*tok, test_path);  // no BOS: these tokenizers have none
+  }
+  Model m = family_by_name(cfg.family).init(cfg, o.seed);
+  std::cerr << "train: " << cfg.family << " with " << m.num_params() << " params, "
+            << tok->vocab_size() << "-token " << kind << " tokenizer, " << train.numel()
+            << " training tokens, " << at::get_num_threads() << " threads\n";
+  TrainResult res = train_lm(m, train, test, o);
+  LmEvalResult ev = evaluate_lm(m, token_windows(test, o.seq_len, -1, test_path.empty() ? text_path : test_path), 16);
+  m.config.history.push_back({{"step", "train"}, {"recipe", recipe}, {"steps", o.steps},
+                              {"seed", o.seed}, {"seconds", res.seconds},
+                              {"threads", at::get_num_threads()},
+                              {"test_perplexity", ev.perplexity}});
+  StagedDir dir(out);
+  save_model(m, dir.staging());
+  if (kind == "char")
+    save_char_tokenizer(*tok, dir.file("tokenizer.json"));
+  else
+    write_file_atomic(dir.file("tokenizer.json"), "{\"kind\": \"byte\"}\n");
+  nlohmann::json log = {{"recipe", r}, {"seconds", res.seconds}, {"threads", at::get_num_threads()},
+                        {"steps", res.steps}, {"final_loss", res.final_loss},
+                        {"train_tokens", train.numel()}, {"test_tokens", test.numel()},
+                        {"test_windows", ev.windows}, {"seq_len", o.seq_len},
+                        {"test_perplexity", ev.perplexity}, {"params", m.num_params()}};
+  write_file_atomic(dir.file("train.json"), log.dump(2) + "\n");
+  dir.commit();
+  std::cout << "trained " << out << ": test perplexity " << ev.perplexity << " (" << ev.predicted
+            << " predicted tokens, windows of " << o.seq_len << "), " << res.seconds << " s on "
+            << at::get_num_threads() << " threads\n";
+  return 0;
+}
+
+}  // namespace
 
 Runner add_train(CLI::App& app, Common& common) {
   struct Args {
@@ -54,10 +126,16 @@ Runner add_train(CLI::App& app, Common& common) {
       o.translate = t.integer("translate", 0, 0, 16);
       o.seed = static_cast<uint64_t>(t.integer("seed", 0, 0));
       o.limit_train = t.integer("limit_train", -1, -1);
+      o.steps = t.integer("steps", 0, 0);
+      o.seq_len = t.integer("seq_len", 128, 2, 1 << 16);
       o.log_every = t.integer("log_every", 50, 0);
       out = t.string("out", "");
       init_from = t.string("init_from", "");
       t.reject_unknown();
+    }
+    if (cfg.is_lm()) {
+      if (!a->out.empty()) out = a->out;
+      return train_lm_command(r, a->recipe, cfg, o, out, problems);
     }
     std::string data_dir = kDefaultFashionMnistDir;
     {

@@ -960,7 +960,9 @@ bool ends_with(const std::string& s, const char* suffix) {
 // A parsed JSON tokenizer file: pare's char format or a Hugging Face tokenizer.json.
 std::unique_ptr<Tokenizer> tokenizer_from_json(const json& j, const std::string& path) {
   if (j.is_object() && j.contains("kind")) {
-    PARE_CHECK(j["kind"] == "char", path, ": key kind: expected \"char\", got ", j["kind"].dump());
+    if (j["kind"] == "byte") return make_byte_tokenizer();  // pare's byte-level models
+    PARE_CHECK(j["kind"] == "char", path, ": key kind: expected \"char\" or \"byte\", got ",
+               j["kind"].dump());
     return char_tokenizer_from_json(j, path);
   }
   PARE_CHECK(j.is_object() && j.contains("model"), path,

@@ -1,4 +1,5 @@
-// A small supervised trainer for image classifiers (the shipped models are trained with it).
+// A small trainer for image classifiers and decoder language models (the shipped models are
+// trained with it).
 //
 // AdamW (decoupled weight decay on matrices only; biases, norms, CLS and positions undecayed),
 // linear warm-up then cosine decay to zero, gradient clipping by global L2 norm, label smoothing,
@@ -28,6 +29,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t limit_train = -1;     // use the first N training images (tests)
   int64_t log_every = 50;       // steps
+  // Language models (train_lm): optimizer steps and tokens per training window.
+  int64_t steps = 0;
+  int64_t seq_len = 128;
 };
 
 struct TrainResult {
@@ -39,5 +43,11 @@ struct TrainResult {
 
 TrainResult train_classifier(Model& m, const ImageDataset& train, const ImageDataset* test,
                              const TrainOptions& opt);
+
+// Next-token training of a decoder LM: each step draws batch_size windows of seq_len + 1 tokens at
+// uniform offsets of `train_tokens` (seeded), cross-entropy of every position's next token,
+// AdamW + warm-up/cosine as above. `val_tokens` is not used for training.
+TrainResult train_lm(Model& m, const torch::Tensor& train_tokens, const torch::Tensor& val_tokens,
+                     const TrainOptions& opt);
 
 }  // namespace pare
