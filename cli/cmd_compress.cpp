@@ -6,11 +6,14 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "checkpoint.h"
 #include "commands.h"
 #include "error.h"
 #include "fileio.h"
+#include "lm_data.h"
+#include "lm_eval.h"
 #include "pipeline.h"
 
 namespace pare::cli {
@@ -36,8 +39,13 @@ Runner add_compress(CLI::App& app, Common&) {
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
     };
-    if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
-    ImageDataset test = load_fashion_mnist(r.data_dir, "test");
+    const bool text = r.dataset == "text";
+    if (text && !a->data.empty()) r.text_path = a->data;
+    std::optional<ImageDataset> test;
+    if (!text) {
+      if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
+      test = load_fashion_mnist(r.data_dir, "test");
+    }
     {
       std::error_code ec;
       PARE_CHECK(!std::filesystem::exists(a->out) ||
@@ -50,13 +58,42 @@ Runner add_compress(CLI::App& app, Common&) {
                  ": --out must not be inside the input model folder or contain it");
     }
     Model m = load_model(a->model);
+    PARE_CHECK(text == m.config.is_lm(), a->recipe, ": /data/dataset: ", r.dataset,
+               " does not fit a ", m.config.family, " model (",
+               m.config.is_lm() ? "language models use dataset: text" : "use fashion-mnist", ")");
+    EvalData data;
+    torch::Tensor calibration;
+    std::unique_ptr<Tokenizer> tok;
+    if (text) {
+      tok = tokenizer_for_model(a->model, r.tokenizer_path, m);
+      const int64_t T = r.eval.seq_len > 0 ? r.eval.seq_len : m.config.context_length;
+      data.lm_windows = token_windows(tokenize_file(*tok, r.text_path), T, r.eval.limit, r.text_path);
+      if (!r.stages.empty()) {
+        PARE_CHECK(!r.calibration_path.empty(), a->recipe,
+                   ": /calibration/path: a language model needs a calibration text");
+        const int64_t cT = r.calibration_seq_len > 0 ? r.calibration_seq_len : T;
+        calibration = calibration_windows(tokenize_file(*tok, r.calibration_path),
+                                          r.calibration_samples, cT, r.calibration_seed,
+                                          r.calibration_path);
+      }
+      log(concat(data.lm_windows.size(0), " evaluation windows of ", T, " tokens from ",
+                 r.text_path));
+    } else {
+      data.images = &*test;
+    }
     StagedDir out(a->out);
+    const bool folder = std::filesystem::is_directory(a->model);
     nlohmann::json inputs = {{"model", a->model},
-                             {"model_hash", file_hash(a->model + "/model.safetensors")},
+                             {"model_hash", file_hash(!folder ? a->model
+                                                    : std::filesystem::exists(a->model + "/model.safetensors")
+                                                        ? a->model + "/model.safetensors"
+                                                        : a->model + "/config.json")},
                              {"recipe_hash", file_hash(a->recipe)},
-                             {"data", r.data_dir}};
-    PipelineResult res = run_pipeline(m, r, test, log);
+                             {"data", text ? r.text_path : r.data_dir}};
+    PipelineResult res = run_pipeline(m, r, data, log, calibration);
     save_model(m, out.staging());
+    if (tok && folder && std::filesystem::exists(a->model + "/tokenizer.json"))
+      write_file_atomic(out.file("tokenizer.json"), read_file(a->model + "/tokenizer.json"));
     write_file_atomic(out.file("report.json"), report_json(res, r, inputs).dump(2) + "\n");
     std::string md = report_markdown(res, r, inputs);
     write_file_atomic(out.file("report.md"), md);

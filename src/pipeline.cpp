@@ -10,6 +10,7 @@
 #include "error.h"
 #include "evaluate.h"
 #include "fileio.h"
+#include "lm_eval.h"
 #include "recipe.h"
 
 namespace pare {
@@ -57,12 +58,20 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   if (j.contains("budget")) {
     FieldReader b(j["budget"], "/budget", problems);
     b.allow("accuracy");
+    b.allow("perplexity");
     b.reject_unknown();
+    if (j["budget"].is_object() && j["budget"].contains("perplexity")) {
+      FieldReader pp(j["budget"]["perplexity"], "/budget/perplexity", problems);
+      const double mi = pp.number("max_increase", -1, 0.0, 1e6);
+      pp.reject_unknown();
+      if (mi >= 0) r.budget.max_ppl_increase = mi;
+    }
     if (j["budget"].is_object() && j["budget"].contains("accuracy")) {
       FieldReader a(j["budget"]["accuracy"], "/budget/accuracy", problems);
       double md = a.number("max_drop", -1, 0.0, 100.0);
       double mn = a.number("min", -1, 0.0, 100.0);
       a.reject_unknown();
+      b.allow("perplexity");
       if (j["budget"]["accuracy"].is_object() && j["budget"]["accuracy"].contains("max_drop") && md >= 0)
         r.budget.max_drop = md;
       if (j["budget"]["accuracy"].is_object() && j["budget"]["accuracy"].contains("min") && mn >= 0)
@@ -75,23 +84,56 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
     r.eval.latency_batches = e.int_list("latency_batches", {1, 256});
     r.eval.latency_reps = e.integer("latency_reps", 10, 1, 10000);
     r.eval.limit = e.integer("limit", -1, -1);
+    r.eval.seq_len = e.integer("seq_len", 0, 0, 1 << 20);
     if (r.eval.limit == 0) e.problem("limit", "expected -1 (all) or a positive integer, got 0");
     e.reject_unknown();
   }
   {
     FieldReader d(j.value("data", nlohmann::json::object()), "/data", problems);
-    d.string("dataset", "fashion-mnist", {"fashion-mnist"});
-    r.data_dir = d.string("path", kDefaultFashionMnistDir);
+    r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text"});
+    if (r.dataset == "text") {
+      r.text_path = d.string("path", "");
+      r.tokenizer_path = d.string("tokenizer", "");
+      if (r.text_path.empty()) d.problem("path", "expected the evaluation text file");
+    } else {
+      r.data_dir = d.string("path", kDefaultFashionMnistDir);
+    }
     d.reject_unknown();
   }
   {
     FieldReader c(j.value("calibration", nlohmann::json::object()), "/calibration", problems);
-    r.calibration_samples = c.integer("samples", 1024, 1, 60000);
+    r.calibration_samples = c.integer("samples", r.dataset == "text" ? 128 : 1024, 1, 60000);
     r.calibration_seed = static_cast<uint64_t>(c.integer("seed", 0, 0));
+    r.calibration_path = c.string("path", "");
+    r.calibration_seq_len = c.integer("seq_len", 0, 0, 1 << 20);
+    if (r.dataset != "text" && !r.calibration_path.empty())
+      c.problem("path", "calibration text applies to data.dataset: text only");
     c.reject_unknown();
   }
   if (!problems.empty()) throw RecipeError(source, problems);
   return r;
+}
+
+StageRow measure_stage(const std::string& name, const Model& m, const EvalData& data,
+                       const EvalSettings& eval) {
+  if (data.images) return measure_stage(name, m, *data.images, eval);
+  PARE_ASSERT(data.lm_windows.defined(), "no evaluation data");
+  StageRow row;
+  row.stage = name;
+  row.lm = true;
+  LmEvalResult r = evaluate_lm(m, data.lm_windows, std::min<int64_t>(eval.batch_size, 16),
+                               data.reference);
+  row.perplexity = r.perplexity;
+  row.kl = r.kl;
+  row.top1 = r.top1;
+  row.tokens_per_second = r.tokens_per_second;
+  row.eval_seconds = r.seconds;
+  row.params = m.num_params();
+  row.layers = m.family().costs(m);
+  for (const auto& c : row.layers) row.flops += c.flops;
+  row.flops /= m.config.seq_len();  // per token
+  row.bytes = checkpoint_bytes(m);
+  return row;
 }
 
 StageRow measure_stage(const std::string& name, const Model& m, const ImageDataset& test,
@@ -113,7 +155,21 @@ StageRow measure_stage(const std::string& name, const Model& m, const ImageDatas
 
 PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDataset& test,
                             const std::function<void(const std::string&)>& log) {
+  EvalData d;
+  d.images = &test;
+  return run_pipeline(m, r, d, log);
+}
+
+PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& data_in,
+                            const std::function<void(const std::string&)>& log,
+                            const torch::Tensor& calibration_tokens) {
   PipelineResult res;
+  EvalData data = data_in;
+  std::unique_ptr<Model> baseline;  // LMs: the dense model, reference for KL / top-1
+  if (m.config.is_lm() && !data.reference) {
+    baseline = std::make_unique<Model>(m.clone());
+    data.reference = baseline.get();
+  }
   res.threads = at::get_num_threads();
   // Fail before the (slow) baseline when the first pass can already tell its options do not fit
   // the model; later passes see shapes only known after the earlier ones ran.
@@ -128,13 +184,14 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDatase
     }
   }
   log("measuring baseline");
-  res.rows.push_back(measure_stage("baseline", m, test, r.eval));
+  res.rows.push_back(measure_stage("baseline", m, data, r.eval));
   AnalysisManager am;
   PassContext ctx;
   ctx.data_dir = r.data_dir;
   ctx.calibration_samples = r.calibration_samples;
   ctx.calibration_seed = r.calibration_seed;
   ctx.batch_size = r.eval.batch_size;
+  ctx.calibration_tokens = calibration_tokens;
   ctx.log = log;
   for (size_t i = 0; i < r.stages.size(); ++i) {
     const Stage& st = r.stages[i];
@@ -157,11 +214,28 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDatase
     m.verify_or_throw(concat("after pass ", st.pass));
     m.config.history.push_back({{"pass", st.pass}, {"options", st.options.values}});
     log(concat("measuring after ", st.pass));
-    StageRow row = measure_stage(st.pass, m, test, r.eval);
+    StageRow row = measure_stage(st.pass, m, data, r.eval);
     row.pass_seconds = secs;
     row.notes = notes;
     res.rows.push_back(row);
   }
+  if (res.rows.front().lm) {
+    const double b = res.rows.front().perplexity, f = res.rows.back().perplexity;
+    const double inc = 100.0 * (f / b - 1.0);
+    if (r.budget.max_drop || r.budget.min)
+      throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
+                              "perplexity: {max_increase: PERCENT}"));
+    if (r.budget.max_ppl_increase && inc > *r.budget.max_ppl_increase + 1e-9) {
+      res.budget_ok = false;
+      res.budget_message = concat("perplexity rose ", inc, "% (", b, " -> ", f,
+                                  "), budget max_increase ", *r.budget.max_ppl_increase, "%");
+    } else if (r.budget.max_ppl_increase) {
+      res.budget_message = concat("perplexity budget met (", b, " -> ", f, ", +", inc, "%)");
+    }
+    return res;
+  }
+  if (r.budget.max_ppl_increase)
+    throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
   const double base = res.rows.front().accuracy, fin = res.rows.back().accuracy;
   if (r.budget.max_drop && base - fin > *r.budget.max_drop + 1e-9) {
     res.budget_ok = false;
@@ -191,6 +265,19 @@ std::string human(double v) {
 }  // namespace
 
 std::string stage_table_markdown(const std::vector<StageRow>& rows) {
+  if (!rows.empty() && rows.front().lm) {
+    std::string s =
+        "| stage | perplexity | Δ ppl % | KL vs baseline (nats/token) | top-1 agree % | params | "
+        "FLOPs/token | bytes | tokens/s | pass time (s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& r : rows)
+      s += "| " + r.stage + " | " + fmt("%.3f", r.perplexity) + " | " +
+           fmt("%+.2f", 100.0 * (r.perplexity / rows.front().perplexity - 1.0)) + " | " +
+           fmt("%.5f", r.kl) + " | " + fmt("%.2f", 100.0 * r.top1) + " | " +
+           std::to_string(r.params) + " | " + human(double(r.flops)) + " | " +
+           std::to_string(r.bytes) + " | " + fmt("%.0f", r.tokens_per_second) + " | " +
+           (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
+    return s;
+  }
   std::string s = "| stage | accuracy % | Δ acc (points) | params | FLOPs/image | bytes |";
   std::string sep = "|---|---:|---:|---:|---:|---:|";
   if (!rows.empty())
@@ -239,6 +326,22 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
                         {"tokens_out", c.tokens_out},
                         {"params", c.params},
                         {"flops", c.flops}});
+    if (row.lm) {
+      rows.push_back({{"stage", row.stage},
+                      {"perplexity", row.perplexity},
+                      {"ppl_increase_percent", 100.0 * (row.perplexity / res.rows.front().perplexity - 1.0)},
+                      {"kl_vs_baseline", row.kl},
+                      {"top1_agreement", row.top1},
+                      {"params", row.params},
+                      {"flops_per_token", row.flops},
+                      {"bytes", row.bytes},
+                      {"tokens_per_second", row.tokens_per_second},
+                      {"pass_seconds", row.pass_seconds},
+                      {"eval_seconds", row.eval_seconds},
+                      {"notes", row.notes},
+                      {"layers", layers}});
+      continue;
+    }
     rows.push_back({{"stage", row.stage},
                     {"accuracy", row.accuracy},
                     {"delta_accuracy", row.accuracy - res.rows.front().accuracy},
@@ -258,7 +361,11 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
           {"calibration", {{"samples", r.calibration_samples}, {"seed", r.calibration_seed}}},
           {"threads", res.threads},
           {"flops_counted",
-           "2 x MACs of matmuls per image: patch projection, Q/K/V/O, MLP, shortcut matrices, "
+           r.dataset == "text"
+               ? "2 x MACs of matmuls of one context_length sequence divided by its tokens: Q/K/V/O, "
+                 "MLP, shortcut matrices, full QK^T and AV, lm_head on every token; norms, softmax, "
+                 "activations, adds excluded"
+               : "2 x MACs of matmuls per image: patch projection, Q/K/V/O, MLP, shortcut matrices, "
            "attention QK^T and AV, classifier on CLS, each at the tokens it runs on, plus token "
            "selection (PageRank, Key similarity) under token pruning; norms, softmax, GELU, "
            "bias/residual adds excluded"},
@@ -273,12 +380,22 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   s += "- pipeline: `" + r.one_line() + "`\n";
   s += "- recipe: " + r.path + "\n";
   if (inputs.contains("model")) s += "- model: " + inputs["model"].get<std::string>() + "\n";
-  s += concat("- calibration: ", r.calibration_samples, " train images, seed ", r.calibration_seed,
-              "\n");
+  if (r.dataset == "text") {
+    s += concat("- evaluation text: ", r.text_path, "; perplexity over non-overlapping windows, ",
+                "KL / top-1 against the baseline on the same tokens\n");
+    s += concat("- calibration: ", r.calibration_samples, " windows of ", r.calibration_path, ", seed ",
+                r.calibration_seed, "\n");
+  } else {
+    s += concat("- calibration: ", r.calibration_samples, " train images, seed ", r.calibration_seed,
+                "\n");
+  }
   s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",
               r.eval.latency_reps, " runs after 3 warm-up runs\n");
-  s += "- FLOPs = 2 × MACs of all matmuls per image (attention QKᵀ and AV included; norms, "
-       "softmax, GELU, adds excluded)\n\n";
+  s += r.dataset == "text"
+           ? "- FLOPs/token = 2 × MACs of all matmuls of one context_length sequence / its tokens "
+             "(full QKᵀ and AV, lm_head on every token; norms, softmax, activations, adds excluded)\n\n"
+           : "- FLOPs = 2 × MACs of all matmuls per image (attention QKᵀ and AV included; norms, "
+             "softmax, GELU, adds excluded)\n\n";
   s += stage_table_markdown(res.rows);
   if (!res.budget_message.empty())
     s += std::string("\nBudget: ") + (res.budget_ok ? "met — " : "NOT met — ") +

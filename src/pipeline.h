@@ -16,14 +16,25 @@ namespace pare {
 struct Budget {
   std::optional<double> max_drop;  // accuracy points (percent) below the baseline
   std::optional<double> min;       // accuracy in percent
-  bool empty() const { return !max_drop && !min; }
+  std::optional<double> max_ppl_increase;  // LMs: perplexity increase over the baseline, percent
+  bool empty() const { return !max_drop && !min && !max_ppl_increase; }
 };
 
 struct EvalSettings {
   int64_t batch_size = 256;
   std::vector<int64_t> latency_batches{1, 256};
   int64_t latency_reps = 10;
-  int64_t limit = -1;  // test images used (-1: all 10,000)
+  int64_t limit = -1;  // test images (LMs: windows) used (-1: all)
+  int64_t seq_len = 0;  // LMs: tokens per perplexity window (0: the model's context_length)
+};
+
+// What a stage is measured on: test images (vit), or a tokenised test text cut into windows
+// [n, seq_len] for decoder LMs, whose rows also get KL / top-1 agreement against `reference`
+// (the baseline model, kept by the pipeline).
+struct EvalData {
+  const ImageDataset* images = nullptr;
+  torch::Tensor lm_windows;
+  const Model* reference = nullptr;
 };
 
 struct Stage {
@@ -38,6 +49,11 @@ struct CompressRecipe {
   Budget budget;
   EvalSettings eval;
   std::string data_dir = kDefaultFashionMnistDir;
+  // LMs (data.dataset: text): the evaluation text, an optional tokenizer path, the calibration
+  // text (calibration.path) and its window length (calibration.seq_len, 0: eval seq_len).
+  std::string dataset = "fashion-mnist";
+  std::string text_path, tokenizer_path, calibration_path;
+  int64_t calibration_seq_len = 0;
   int64_t calibration_samples = 1024;
   uint64_t calibration_seed = 0;
   std::string one_line() const;  // "slicegpt(slicing=0.25,...) | ..."
@@ -50,6 +66,8 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
 struct StageRow {
   std::string stage;  // "baseline", "slicegpt", ...
   double accuracy = 0;  // percent
+  bool lm = false;      // LM rows: perplexity instead of accuracy
+  double perplexity = 0, kl = 0, top1 = 0, tokens_per_second = 0;
   int64_t params = 0, flops = 0, bytes = 0;
   std::vector<std::pair<int64_t, double>> latency_ms;  // (batch, median ms)
   double pass_seconds = 0, eval_seconds = 0;
@@ -65,10 +83,16 @@ struct PipelineResult {
 };
 
 // Measures one stage.
+StageRow measure_stage(const std::string& name, const Model& m, const EvalData& data,
+                       const EvalSettings& eval);
 StageRow measure_stage(const std::string& name, const Model& m, const ImageDataset& test,
                        const EvalSettings& eval);
 
-// Runs every stage on `m` (edited in place). `log` gets progress lines.
+// Runs every stage on `m` (edited in place). `log` gets progress lines. For LMs `data` holds the
+// test windows and ctx-level calibration tokens come from `calibration_tokens`.
+PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& data,
+                            const std::function<void(const std::string&)>& log,
+                            const torch::Tensor& calibration_tokens = torch::Tensor());
 PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDataset& test,
                             const std::function<void(const std::string&)>& log);
 
