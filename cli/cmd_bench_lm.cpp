@@ -1,0 +1,148 @@
+// pare bench slicegpt-lm: the SliceGPT curve of one decoder LM, written as one section of
+// results/slicegpt-lm.md (other models' sections and the discussion are kept).
+//
+// For each slicing ratio: perplexity on the evaluation text (non-overlapping windows), KL
+// divergence and top-1 agreement against the dense model on the same tokens (or on --kl-data
+// when given, e.g. WikiText-2 test for stories260K whose in-domain text is a short sample),
+// params, FLOPs per token, checkpoint bytes, and forward throughput in tokens/s measured while
+// evaluating (dense and sliced forwards over the same windows), plus the relative perplexity
+// increase at slicing 0.25 beside SliceGPT's published figures.
+#include <ATen/Parallel.h>
+
+#include <iostream>
+#include <sstream>
+
+#include "bench_util.h"
+#include "checkpoint.h"
+#include "error.h"
+#include "family.h"
+#include "fileio.h"
+#include "lm_data.h"
+#include "lm_eval.h"
+#include "slicegpt.h"
+
+namespace pare::cli {
+
+namespace {
+
+// Replaces the "## NAME" section of a Markdown file (up to the next "## " heading or the
+// discussion marker), or inserts it before the discussion marker.
+std::string replace_section(const std::string& old, const std::string& name, const std::string& body,
+                            const std::string& header) {
+  const std::string head = "## " + name + "\n", marker = "<!-- discussion -->";
+  std::string doc = old.empty() ? header : old;
+  size_t disc = doc.find(marker);
+  if (disc == std::string::npos) disc = doc.size();
+  size_t at = doc.find(head);
+  if (at != std::string::npos && at < disc) {
+    size_t end = doc.find("\n## ", at + head.size());
+    if (end == std::string::npos || end > disc) end = disc;
+    else end += 1;
+    return doc.substr(0, at) + head + body + doc.substr(end);
+  }
+  return doc.substr(0, disc) + head + body + "\n" + doc.substr(disc);
+}
+
+}  // namespace
+
+BenchCommand bench_slicegpt_lm(CLI::App* bench) {
+  struct Args {
+    std::string model, name, tokenizer, data, calibration, kl_data, out = "results/slicegpt-lm.md";
+    std::vector<double> slicing{0.0, 0.1, 0.2, 0.25, 0.3};
+    int64_t samples = 128, seq_len = 128, windows = -1, kl_windows = 200, round_to = 8;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = bench->add_subcommand("slicegpt-lm", "SliceGPT curve of a decoder LM: perplexity, KL, size, FLOPs, tokens/s");
+  sub->add_option("--model", a->model, "Model folder, .gguf or llama2.c .bin")->required();
+  sub->add_option("--name", a->name, "Section title in the results file")->required();
+  sub->add_option("--tokenizer", a->tokenizer, "Tokenizer (default: the model's own)");
+  sub->add_option("--data", a->data, "Evaluation text")->required();
+  sub->add_option("--calibration", a->calibration, "Calibration text")->required();
+  sub->add_option("--kl-data", a->kl_data, "Text for KL / top-1 against dense (default: --data)");
+  sub->add_option("--slicing", a->slicing, "Slicing ratios")->capture_default_str();
+  sub->add_option("--round-to", a->round_to, "Round the kept width down to a multiple of this")
+      ->capture_default_str();
+  sub->add_option("--calibration-samples", a->samples, "Calibration windows")->capture_default_str();
+  sub->add_option("--seq-len", a->seq_len, "Tokens per window")->capture_default_str();
+  sub->add_option("--windows", a->windows, "Evaluation windows (-1: all)")->capture_default_str();
+  sub->add_option("--kl-windows", a->kl_windows, "Windows of --kl-data (-1: all)")->capture_default_str();
+  sub->add_option("--out", a->out, "Results file")->capture_default_str();
+  return {sub, [a]() -> int {
+    for (double s : a->slicing)
+      PARE_CHECK(s >= 0 && s < 1, "--slicing: expected values in [0, 1), got ", s);
+    Model dense = load_model(a->model);
+    PARE_CHECK(dense.config.is_lm(), a->model, ": slicegpt-lm needs a decoder LM");
+    auto tok = tokenizer_for_model(a->model, a->tokenizer, dense);
+    torch::Tensor eval_tokens = tokenize_file(*tok, a->data);
+    torch::Tensor win = token_windows(eval_tokens, a->seq_len, a->windows, a->data);
+    torch::Tensor kl_win = a->kl_data.empty() ? win
+                                              : token_windows(tokenize_file(*tok, a->kl_data), a->seq_len,
+                                                              a->kl_windows, a->kl_data);
+    torch::Tensor calib = calibration_windows(tokenize_file(*tok, a->calibration), a->samples,
+                                              a->seq_len, a->seed, a->calibration);
+    auto flops_per_token = [](const Model& m) {
+      int64_t f = 0;
+      for (const auto& r : m.family().costs(m)) f += r.flops;
+      return f / m.config.seq_len();
+    };
+    std::ostringstream t;
+    t << "| slicing | hidden kept | perplexity | Δ ppl % | KL vs dense (nats/token) | top-1 agree % | "
+         "params | FLOPs/token | bytes | tokens/s | slicing time (s) |\n"
+         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    const LmEvalResult base = evaluate_lm(dense, win, 16);
+    double ppl25 = -1;
+    auto row = [&](const std::string& label, const Model& m, double secs) {
+      LmEvalResult r = evaluate_lm(m, win, 16);
+      LmEvalResult k = evaluate_lm(m, kl_win, 16, &dense);
+      t << "| " << label << " | " << m.config.layers[0].attn_in << " | " << f("%.3f", r.perplexity)
+        << " | " << f("%+.1f", 100.0 * (r.perplexity / base.perplexity - 1)) << " | "
+        << f("%.4f", k.kl) << " | " << f("%.2f", 100.0 * k.top1) << " | " << m.num_params() << " | "
+        << flops_per_token(m) << " | " << checkpoint_bytes(m) << " | "
+        << f("%.0f", r.tokens_per_second) << " | " << (secs < 0 ? std::string("-") : f("%.2f", secs))
+        << " |\n";
+      return r.perplexity;
+    };
+    row("dense", dense, -1);
+    for (double s : a->slicing) {
+      Model m = dense.clone();
+      SliceGptOptions o;
+      o.slicing = s;
+      o.round_to = a->round_to;
+      const double t0 = now_ms();
+      slice_gpt(m, calib, o, 16, [](const std::string&) {});
+      const double secs = (now_ms() - t0) / 1000.0;
+      std::cerr << "bench: slicing " << s << " done in " << secs << " s\n";
+      const double p = row(f("%.2f", s), m, secs);
+      if (std::abs(s - 0.25) < 1e-9) ppl25 = p;
+    }
+    std::ostringstream body;
+    const auto& c = dense.config;
+    body << "`" << a->model << "`: " << c.family << ", " << c.num_hidden_layers << " layers, hidden size "
+         << c.hidden_size << ", " << c.layers[0].heads << " heads / " << c.layers[0].kv_heads
+         << " kv-heads, vocab " << c.vocab_size << ", " << dense.num_params() << " params; "
+         << tok->kind() << " tokenizer. Perplexity on `" << a->data << "` (" << eval_tokens.numel()
+         << " tokens, " << win.size(0) << " non-overlapping windows of " << a->seq_len
+         << "); KL / top-1 against the dense model on "
+         << (a->kl_data.empty() ? "the same windows" : "`" + a->kl_data + "` (" + std::to_string(kl_win.size(0)) + " windows of " + std::to_string(a->seq_len) + ")")
+         << "; calibration: " << a->samples << " windows of " << a->seq_len << " tokens from `"
+         << a->calibration << "`, seed " << a->seed << "; kept width rounded down to a multiple of "
+         << a->round_to << "; head unsliced; " << at::get_num_threads()
+         << " thread(s). FLOPs/token = 2 x MACs of a " << c.seq_len()
+         << "-token sequence / its tokens; tokens/s = evaluation forward passes (batch 16).\n\n"
+         << t.str();
+    if (ppl25 > 0)
+      body << "\nAt slicing 0.25: perplexity " << f("%+.1f", 100.0 * (ppl25 / base.perplexity - 1))
+           << "% vs dense; SliceGPT's published figures at 25% (WikiText-2, their Table 1): "
+              "OPT-125M +36.5%, Llama-2-7B +32%.\n";
+    const std::string header =
+        "# SliceGPT on decoder language models\n\nWritten by `pare bench slicegpt-lm` (see "
+        "scripts/bench); one section per model.\n\n";
+    std::string old = file_exists(a->out) ? read_file(a->out) : "";
+    write_file_atomic(a->out, replace_section(old, a->name, body.str(), header));
+    std::cout << body.str();
+    return 0;
+  }};
+}
+
+}  // namespace pare::cli
