@@ -1064,3 +1064,84 @@ TEST_F(PareCli, ConfigWithBadTokenPruningSchedule) {
 }
 
 }  // namespace
+
+// ---- decoder LMs -------------------------------------------------------------------------------
+
+namespace {
+fs::path shared_data() {
+  const char* e = std::getenv("PARE_SHARED_DATA");
+  return fs::path(e && *e ? e : PARE_SOURCE_DIR "/../shared/data");
+}
+fs::path lm_fixture(const std::string& name) {
+  return fs::path(PARE_SOURCE_DIR) / "tests/fixtures/lm" / name;
+}
+}  // namespace
+
+TEST_F(PareCli, LmGenerateEvalAndCompressOnStories260K) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  const std::string bin = (d / "stories260K.bin").string(), tok = (d / "tok512.bin").string();
+  Proc g = pare({"generate", "--model", bin, "--tokenizer", tok, "--max-new", "40"});
+  ASSERT_EQ(g.code, 0) << describe(g);
+  EXPECT_TRUE(contains(g.out, "Once upon a time, there was a little girl named Lily.")) << g.out;
+
+  const fs::path recipe = write("slice.yaml",
+                                "data:\n  dataset: text\n  path: " + (d / "tinystories_sample.txt").string() +
+                                    "\n  tokenizer: " + tok + "\ncalibration:\n  path: " +
+                                    (shared_data() / "wikitext-2/wiki.valid.raw").string() +
+                                    "\n  samples: 16\n  seq_len: 64\npipeline:\n  - pass: slicegpt\n"
+                                    "    slicing: 0.25\n    round_to: 1\neval:\n  seq_len: 64\n");
+  const fs::path out = dir_ / "sliced";
+  Proc c = pare({"compress", "--model", bin, "--recipe", recipe.string(), "--out", out.string()});
+  ASSERT_EQ(c.code, 0) << describe(c);
+  json rep = json::parse(read_file(out / "report.json"));
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  const json& base = rep["stages"][0];
+  const json& sliced = rep["stages"][1];
+  EXPECT_EQ(base["kl_vs_baseline"], 0.0);
+  EXPECT_EQ(base["top1_agreement"], 1.0);
+  EXPECT_GT(sliced["kl_vs_baseline"].get<double>(), 0.0);
+  EXPECT_LT(sliced["flops_per_token"].get<int64_t>(), base["flops_per_token"].get<int64_t>());
+  // The saved model reloads in a fresh process and gives the report's perplexity on the same
+  // windows, and its KL against the dense .bin.
+  Proc e = pare({"eval", "--model", out.string(), "--tokenizer", tok, "--data",
+                 (d / "tinystories_sample.txt").string(), "--seq-len", "64", "--reference", bin,
+                 "--json", (dir_ / "e.json").string()});
+  ASSERT_EQ(e.code, 0) << describe(e);
+  json ej = json::parse(read_file(dir_ / "e.json"));
+  EXPECT_NEAR(ej["perplexity"].get<double>(), sliced["perplexity"].get<double>(),
+              1e-4 * sliced["perplexity"].get<double>());
+  EXPECT_NEAR(ej["kl"].get<double>(), sliced["kl_vs_baseline"].get<double>(), 1e-4);
+  Proc i = pare({"inspect", "--model", out.string()});
+  ASSERT_EQ(i.code, 0) << describe(i);
+  EXPECT_TRUE(contains(i.out, "SliceGPT shortcuts")) << i.out;
+}
+
+TEST_F(PareCli, LmBadInputIsOneLineAndExit2) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  const std::string bin = (d / "stories260K.bin").string(), tok = (d / "tok512.bin").string();
+  const fs::path empty = write("empty.txt", "");
+  expect_rejected({"eval", "--model", bin, "--tokenizer", tok, "--data", empty.string()},
+                  {"empty.txt", "empty"});
+  const fs::path shorttext = write("short.txt", "Once upon a time.");
+  expect_rejected({"eval", "--model", bin, "--tokenizer", tok, "--data", shorttext.string()},
+                  {"short.txt", "fewer than one window of 256 tokens"});
+  expect_rejected({"eval", "--model", bin, "--data", shorttext.string()},
+                  {"stories260K.bin", "--tokenizer"});
+  // A tokenizer with more tokens than the model's vocabulary.
+  json chars = json::array();
+  for (int c = 0x100; c < 0x100 + 100; ++c)  // U+0100.. as two-byte UTF-8
+    chars.push_back(std::string{static_cast<char>(0xC0 | (c >> 6)), static_cast<char>(0x80 | (c & 0x3F))});
+  const fs::path big = write("tokenizer.json", json{{"kind", "char"}, {"chars", chars}}.dump());
+  expect_rejected({"eval", "--model", lm_fixture("llama").string(), "--tokenizer", big.string(),
+                   "--data", shorttext.string()},
+                  {"tokenizer.json", "100", "64"});
+  // A config that disagrees with the weights.
+  fs::path m = dir_ / "llama_bad";
+  fs::copy(lm_fixture("llama"), m, fs::copy_options::recursive);
+  json cfg = json::parse(read_file(m / "config.json"));
+  cfg["num_key_value_heads"] = 4;
+  write_file(m / "config.json", cfg.dump());
+  expect_rejected({"inspect", "--model", m.string()}, {"model.safetensors", "k_proj.weight", "expected [32, 32], got [16, 32]"});
+}
