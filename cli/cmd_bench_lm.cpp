@@ -9,6 +9,7 @@
 // increase at slicing 0.25 beside SliceGPT's published figures.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -141,6 +142,48 @@ BenchCommand bench_slicegpt_lm(CLI::App* bench) {
     std::string old = file_exists(a->out) ? read_file(a->out) : "";
     write_file_atomic(a->out, replace_section(old, a->name, body.str(), header));
     std::cout << body.str();
+    return 0;
+  }};
+}
+
+BenchCommand bench_lm_speed(CLI::App* bench) {
+  struct Args {
+    std::string model;
+    std::vector<int64_t> batches{1, 16};
+    int64_t seq_len = 256, reps = 10, warmup = 3;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = bench->add_subcommand(
+      "lm-speed", "Dense forward throughput of a decoder LM (tokens/s), as JSON on stdout "
+                  "(scripts/lm_speed.py sets it beside PyTorch eager)");
+  sub->add_option("--model", a->model, "Model folder, .gguf or llama2.c .bin")->required();
+  sub->add_option("--batches", a->batches, "Batch sizes")->capture_default_str();
+  sub->add_option("--seq-len", a->seq_len, "Tokens per sequence")->capture_default_str();
+  sub->add_option("--reps", a->reps, "Timed forward passes per batch size")->capture_default_str();
+  return {sub, [a]() -> int {
+    PARE_CHECK(a->reps > 0 && a->seq_len > 0, "--reps and --seq-len must be positive");
+    Model m = load_model(a->model);
+    PARE_CHECK(m.config.is_lm(), a->model, ": lm-speed needs a decoder LM");
+    torch::NoGradGuard ng;
+    torch::manual_seed(0);
+    nlohmann::json out = {{"model", a->model}, {"seq_len", a->seq_len},
+                          {"threads", at::get_num_threads()}, {"batches", nlohmann::json::object()}};
+    for (int64_t b : a->batches) {
+      PARE_CHECK(b > 0, "--batches: expected positive sizes, got ", b);
+      torch::Tensor ids = torch::randint(m.config.vocab_size, {b, a->seq_len}, torch::kLong);
+      for (int64_t i = 0; i < a->warmup; ++i) m.forward(ids);
+      std::vector<double> ms;
+      for (int64_t i = 0; i < a->reps; ++i) {
+        const double t0 = now_ms();
+        m.forward(ids);
+        ms.push_back(now_ms() - t0);
+      }
+      std::sort(ms.begin(), ms.end());
+      const double med = ms[ms.size() / 2];
+      out["batches"][std::to_string(b)] = {{"median_ms", med},
+                                           {"tokens_per_second", 1000.0 * double(b * a->seq_len) / med}};
+    }
+    std::cout << out.dump(2) << "\n";
     return 0;
   }};
 }

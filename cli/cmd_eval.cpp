@@ -224,6 +224,27 @@ Runner add_generate(CLI::App& app, Common&) {
   };
 }
 
+Runner add_convert(CLI::App& app, Common&) {
+  struct Args {
+    std::string model, out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* sub = app.add_subcommand(
+      "convert", "Write any model pare reads (.gguf, llama2.c .bin, pytorch_model.bin folder) as a "
+                 "Hugging Face folder: config.json + model.safetensors");
+  sub->add_option("--model", a->model, "Model file or folder")->required();
+  sub->add_option("--out", a->out, "Output folder")->required();
+  return [a]() -> int {
+    Model m = load_model(a->model);
+    StagedDir out(a->out);
+    save_model(m, out.staging());
+    out.commit();
+    std::cout << "wrote " << a->out << "/{config.json, model.safetensors}: " << m.config.family
+              << ", " << m.num_params() << " params\n";
+    return 0;
+  };
+}
+
 Runner add_passes(CLI::App& app, Common&) {
   app.add_subcommand("passes", "List the compression passes and their options");
   return []() -> int {

@@ -18,6 +18,7 @@ Runner add_compress(CLI::App& app, Common& common);
 Runner add_eval(CLI::App& app, Common& common);
 Runner add_inspect(CLI::App& app, Common& common);
 Runner add_generate(CLI::App& app, Common& common);
+Runner add_convert(CLI::App& app, Common& common);
 Runner add_passes(CLI::App& app, Common& common);
 Runner add_bench(CLI::App& app, Common& common);
 

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
       {"eval", pare::cli::add_eval(app, common)},
       {"inspect", pare::cli::add_inspect(app, common)},
       {"generate", pare::cli::add_generate(app, common)},
+      {"convert", pare::cli::add_convert(app, common)},
       {"train", pare::cli::add_train(app, common)},
       {"passes", pare::cli::add_passes(app, common)},
       {"bench", pare::cli::add_bench(app, common)},
