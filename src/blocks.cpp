@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include "error.h"
+#include "quant_linear.h"
+
 namespace pare {
 
 torch::Tensor apply_norm(const Model& m, const std::string& slot, const torch::Tensor& x) {
@@ -36,6 +39,34 @@ int64_t params_under(const Model& m, const std::string& prefix) {
   for (const auto& [slot, form] : m.linears)
     if ((slot + ".").rfind(prefix, 0) == 0) n += form->num_params();
   return n;
+}
+
+void check_checkpoint_dtype(const torch::Tensor& t, const std::string& part, const std::string& src,
+                            const std::string& name) {
+  if (is_quant_code_part(part))
+    PARE_CHECK(t.scalar_type() == torch::kUInt8, src, ": tensor '", name,
+               "': expected dtype U8 (packed quantization codes), got ", c10::toString(t.scalar_type()));
+  else
+    PARE_CHECK(t.is_floating_point(), src, ": tensor '", name, "': expected a floating dtype, got ",
+               c10::toString(t.scalar_type()));
+}
+
+Model assemble_model(const ArchConfig& c, const std::vector<std::string>& linear_slots,
+                     std::map<std::string, torch::Tensor> flat, const std::vector<std::string>& missing,
+                     const std::vector<std::string>& unknown, const std::string& src) {
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 8) s += concat(", ... (", v.size(), " in all)");
+    return s;
+  };
+  PARE_CHECK(missing.empty(), src, ": missing tensors: ", join(missing));
+  PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
+  Model m;
+  m.config = c;
+  for (const auto& slot : linear_slots) m.linears[slot] = take_linear_form(c, slot, flat);
+  m.tensors = std::move(flat);
+  return m;
 }
 
 }  // namespace pare

@@ -27,4 +27,15 @@ torch::Tensor add_residual(const Model& m, const std::string& shortcut, const to
 // slot counts its logical weights, not its packed codes and scales).
 int64_t params_under(const Model& m, const std::string& prefix);
 
+// Checkpoint loading, shared by the families' from_checkpoint: a tensor's dtype must be U8 for
+// packed quantization codes (`part` qweight/qzeros) and floating otherwise (InputError naming
+// `src` and the checkpoint name `name`).
+void check_checkpoint_dtype(const torch::Tensor& t, const std::string& part, const std::string& src,
+                            const std::string& name);
+// Throws InputError listing (the first 8 of) the missing and the unexpected checkpoint names,
+// then builds the model: every linear slot's form from `flat`, the rest as plain tensors.
+Model assemble_model(const ArchConfig& c, const std::vector<std::string>& linear_slots,
+                     std::map<std::string, torch::Tensor> flat, const std::vector<std::string>& missing,
+                     const std::vector<std::string>& unknown, const std::string& src);
+
 }  // namespace pare

@@ -495,8 +495,6 @@ class DecoderFamily : public Family {
 
   Model from_checkpoint(const ArchConfig& c, std::map<std::string, torch::Tensor> tensors,
                         const std::string& src) const override {
-    Model m;
-    m.config = c;
     auto expected = expected_shapes(c);
     std::map<std::string, std::string> to_flat;  // checkpoint name -> flat name
     for (const auto& [f, shape] : expected) {
@@ -540,13 +538,7 @@ class DecoderFamily : public Family {
       const std::string& f = it->second;
       const FlatParts p = split_flat(f);
       const bool codes = is_quant_code_part(p.part);
-      if (codes)
-        PARE_CHECK(t.scalar_type() == torch::kUInt8, src, ": tensor '", hf,
-                   "': expected dtype U8 (packed quantization codes), got ",
-                   c10::toString(t.scalar_type()));
-      else
-        PARE_CHECK(t.is_floating_point(), src, ": tensor '", hf, "': expected a floating dtype, got ",
-                   c10::toString(t.scalar_type()));
+      check_checkpoint_dtype(t, p.part, src, hf);
       if (c.family == "gpt2" && p.part == "weight" && gpt2_conv(p.slot) && hf.rfind("pare.", 0) != 0)
         t = t.t();
       PARE_CHECK(t.sizes().vec() == expected[f], src, ": tensor '", hf, "': expected ",
@@ -569,17 +561,7 @@ class DecoderFamily : public Family {
     }
     std::sort(missing.begin(), missing.end());
     missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
-      if (v.size() > 8) s += concat(", ... (", v.size(), " in all)");
-      return s;
-    };
-    PARE_CHECK(missing.empty(), src, ": missing tensors: ", join(missing));
-    PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
-    for (const auto& slot : linear_slots(c)) m.linears[slot] = take_linear_form(c, slot, flat);
-    m.tensors = std::move(flat);
-    return m;
+    return assemble_model(c, linear_slots(c), std::move(flat), missing, unknown, src);
   }
 
  private:

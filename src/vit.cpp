@@ -300,8 +300,6 @@ class VitFamily : public Family {
 
   Model from_checkpoint(const ArchConfig& c, std::map<std::string, torch::Tensor> tensors,
                         const std::string& src) const override {
-    Model m;
-    m.config = c;
     auto expected = expected_shapes(c);
     std::vector<std::string> unknown, missing;
     std::map<std::string, torch::Tensor> flat;
@@ -312,13 +310,7 @@ class VitFamily : public Family {
         continue;
       }
       const bool codes = is_quant_code_part(f.substr(f.rfind('.') + 1));
-      if (codes)
-        PARE_CHECK(t.scalar_type() == torch::kUInt8, src, ": tensor '", hf,
-                   "': expected dtype U8 (packed quantization codes), got ",
-                   c10::toString(t.scalar_type()));
-      else
-        PARE_CHECK(t.is_floating_point(), src, ": tensor '", hf,
-                   "': expected a floating dtype, got ", c10::toString(t.scalar_type()));
+      check_checkpoint_dtype(t, f.substr(f.rfind('.') + 1), src, hf);
       if (f == "patch_embd.weight") {
         const Shape want{expected[f][0], c.num_channels, c.patch_size, c.patch_size};
         PARE_CHECK(t.sizes().vec() == want, src, ": tensor '", hf, "': expected ",
@@ -332,17 +324,7 @@ class VitFamily : public Family {
     }
     for (const auto& [f, shape] : expected)
       if (!flat.count(f)) missing.push_back(vit_hf_name(f));
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
-      if (v.size() > 8) s += concat(", ... (", v.size(), " in all)");
-      return s;
-    };
-    PARE_CHECK(missing.empty(), src, ": missing tensors: ", join(missing));
-    PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
-    for (const auto& slot : linear_slots(c)) m.linears[slot] = take_linear_form(c, slot, flat);
-    m.tensors = std::move(flat);
-    return m;
+    return assemble_model(c, linear_slots(c), std::move(flat), missing, unknown, src);
   }
 };
 
