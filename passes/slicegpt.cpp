@@ -217,11 +217,7 @@ class SliceGptPass : public Pass {
     o_.damping = p.number("damping");
   }
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
-    if (m.config.is_lm())
-      PARE_CHECK(ctx.calibration_tokens.defined(), "slicegpt: a language model needs calibration ",
-                 "text (recipe calibration.path, or --calibration)");
-    const torch::Tensor& calib =
-        m.config.is_lm() ? ctx.calibration_tokens : am.get<CalibrationImages>(m, ctx);
+    const torch::Tensor calib = calibration_inputs(m, am, ctx, "slicegpt");
     nlohmann::json notes = slice_gpt(m, calib, o_, ctx.batch_size, ctx.log);
     if (ctx.notes) *ctx.notes = notes;
     return PreservedAnalyses::none();

@@ -255,7 +255,7 @@ class QuantizePass : public Pass {
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
     quantize_slots(m, o_);  // bad widths fail before calibration images load
     torch::Tensor calib;
-    if (o_.method == "gptq") calib = am.get<CalibrationImages>(m, ctx);
+    if (o_.method == "gptq") calib = calibration_inputs(m, am, ctx, "quantize");
     nlohmann::json notes = quantize_model(m, calib, o_, ctx.batch_size, ctx.log);
     if (ctx.notes) *ctx.notes = notes;
     return PreservedAnalyses::shapes();

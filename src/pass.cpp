@@ -101,4 +101,12 @@ PassOptions PassTable::resolve(const nlohmann::json& stage, const std::string& p
   return out;
 }
 
+torch::Tensor calibration_inputs(const Model& m, AnalysisManager& am, const PassContext& ctx,
+                                 const std::string& pass) {
+  if (!m.config.is_lm()) return am.get<CalibrationImages>(m, ctx);
+  PARE_CHECK(ctx.calibration_tokens.defined(), pass, ": a language model needs calibration text ",
+             "(recipe calibration.path)");
+  return ctx.calibration_tokens;
+}
+
 }  // namespace pare

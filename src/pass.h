@@ -127,6 +127,12 @@ struct CalibrationImages {
   static Result run(const Model& m, AnalysisManager&, const PassContext& ctx);
 };
 
+// The calibration inputs of a pass: calibration images for image models, the caller's token
+// windows (PassContext::calibration_tokens) for language models; InputError naming `pass` when a
+// language model got no calibration text.
+torch::Tensor calibration_inputs(const Model& m, AnalysisManager& am, const PassContext& ctx,
+                                 const std::string& pass);
+
 // Per-layer cost table (Family::costs).
 struct CostAnalysis {
   using Result = std::vector<struct CostRow>;
