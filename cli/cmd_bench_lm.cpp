@@ -52,6 +52,7 @@ BenchCommand bench_slicegpt_lm(CLI::App* bench) {
     std::vector<double> slicing{0.0, 0.1, 0.2, 0.25, 0.3};
     int64_t samples = 128, seq_len = 128, windows = -1, kl_windows = 200, round_to = 8;
     uint64_t seed = 0;
+    double data_from = 0.0, calibration_to = 1.0;
   };
   auto a = std::make_shared<Args>();
   auto* sub = bench->add_subcommand("slicegpt-lm", "SliceGPT curve of a decoder LM: perplexity, KL, size, FLOPs, tokens/s");
@@ -62,6 +63,12 @@ BenchCommand bench_slicegpt_lm(CLI::App* bench) {
   sub->add_option("--calibration", a->calibration, "Calibration text")->required();
   sub->add_option("--kl-data", a->kl_data, "Text for KL / top-1 against dense (default: --data)");
   sub->add_option("--slicing", a->slicing, "Slicing ratios")->capture_default_str();
+  sub->add_option("--data-from", a->data_from,
+                  "Evaluate on the tokens of --data from this fraction on (a test split at the end "
+                  "of a text, e.g. 0.9)")->capture_default_str();
+  sub->add_option("--calibration-to", a->calibration_to,
+                  "Draw calibration windows from the tokens of --calibration before this fraction "
+                  "(its training part, e.g. 0.9)")->capture_default_str();
   sub->add_option("--round-to", a->round_to, "Round the kept width down to a multiple of this")
       ->capture_default_str();
   sub->add_option("--calibration-samples", a->samples, "Calibration windows")->capture_default_str();
@@ -75,13 +82,20 @@ BenchCommand bench_slicegpt_lm(CLI::App* bench) {
     Model dense = load_model(a->model);
     PARE_CHECK(dense.config.is_lm(), a->model, ": slicegpt-lm needs a decoder LM");
     auto tok = tokenizer_for_model(a->model, a->tokenizer, dense);
-    torch::Tensor eval_tokens = tokenize_file(*tok, a->data);
+    PARE_CHECK(a->data_from >= 0 && a->data_from < 1 && a->calibration_to > 0 && a->calibration_to <= 1,
+               "--data-from must be in [0, 1) and --calibration-to in (0, 1]");
+    auto part = [](const torch::Tensor& t, double from, double to) {
+      const int64_t a0 = static_cast<int64_t>(from * double(t.numel()));
+      const int64_t a1 = static_cast<int64_t>(to * double(t.numel()));
+      return t.narrow(0, a0, a1 - a0);
+    };
+    torch::Tensor eval_tokens = part(tokenize_file(*tok, a->data), a->data_from, 1.0);
     torch::Tensor win = token_windows(eval_tokens, a->seq_len, a->windows, a->data);
     torch::Tensor kl_win = a->kl_data.empty() ? win
                                               : token_windows(tokenize_file(*tok, a->kl_data), a->seq_len,
                                                               a->kl_windows, a->kl_data);
-    torch::Tensor calib = calibration_windows(tokenize_file(*tok, a->calibration), a->samples,
-                                              a->seq_len, a->seed, a->calibration);
+    torch::Tensor calib = calibration_windows(part(tokenize_file(*tok, a->calibration), 0.0, a->calibration_to),
+                                              a->samples, a->seq_len, a->seed, a->calibration);
     auto flops_per_token = [](const Model& m) {
       int64_t f = 0;
       for (const auto& r : m.family().costs(m)) f += r.flops;
@@ -122,12 +136,16 @@ BenchCommand bench_slicegpt_lm(CLI::App* bench) {
     body << "`" << a->model << "`: " << c.family << ", " << c.num_hidden_layers << " layers, hidden size "
          << c.hidden_size << ", " << c.layers[0].heads << " heads / " << c.layers[0].kv_heads
          << " kv-heads, vocab " << c.vocab_size << ", " << dense.num_params() << " params; "
-         << tok->kind() << " tokenizer. Perplexity on `" << a->data << "` (" << eval_tokens.numel()
+         << tok->kind() << " tokenizer. Perplexity on `" << a->data << "`"
+         << (a->data_from > 0 ? " from " + f("%.0f", 100 * a->data_from) + "% of its tokens on" : std::string())
+         << " (" << eval_tokens.numel()
          << " tokens, " << win.size(0) << " non-overlapping windows of " << a->seq_len
          << "); KL / top-1 against the dense model on "
          << (a->kl_data.empty() ? "the same windows" : "`" + a->kl_data + "` (" + std::to_string(kl_win.size(0)) + " windows of " + std::to_string(a->seq_len) + ")")
          << "; calibration: " << a->samples << " windows of " << a->seq_len << " tokens from `"
-         << a->calibration << "`, seed " << a->seed << "; kept width rounded down to a multiple of "
+         << a->calibration << "`"
+         << (a->calibration_to < 1 ? " (its first " + f("%.0f", 100 * a->calibration_to) + "% of tokens)" : std::string())
+         << ", seed " << a->seed << "; kept width rounded down to a multiple of "
          << a->round_to << "; head unsliced; " << at::get_num_threads()
          << " thread(s). FLOPs/token = 2 x MACs of a " << c.seq_len()
          << "-token sequence / its tokens; tokens/s = evaluation forward passes (batch 16).\n\n"
