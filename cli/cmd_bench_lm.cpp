@@ -182,7 +182,7 @@ BenchCommand bench_lm_speed(CLI::App* bench) {
     PARE_CHECK(a->reps > 0 && a->seq_len > 0, "--reps and --seq-len must be positive");
     Model m = load_model(a->model);
     PARE_CHECK(m.config.is_lm(), a->model, ": lm-speed needs a decoder LM");
-    torch::NoGradGuard ng;
+    c10::InferenceMode guard;  // as the eager side's torch.inference_mode()
     torch::manual_seed(0);
     nlohmann::json out = {{"model", a->model}, {"seq_len", a->seq_len},
                           {"threads", at::get_num_threads()}, {"batches", nlohmann::json::object()}};

@@ -175,27 +175,29 @@ def main():
         name, model_dir = spec.split("=", 1)
         c, model = load(model_dir)
         vocab = c["vocab_size"]
+        # Sequences no longer than the model's position table (the pare-trained models have 128).
+        T = min(a.seq_len, c.get("max_position_embeddings") or c.get("n_positions") or a.seq_len)
         for b in [int(x) for x in a.batches.split(",")]:
             reps = 20 if b == 1 else 5
             p_ms, e_ms = [], []
             for _ in range(a.rounds):  # A B A B ...
-                p_ms.append(time_pare(a.pare, model_dir, a.threads, b, a.seq_len, reps))
-                e_ms.append(time_eager(model, vocab, b, a.seq_len, reps))
+                p_ms.append(time_pare(a.pare, model_dir, a.threads, b, T, reps))
+                e_ms.append(time_eager(model, vocab, b, T, reps))
             p, e = sorted(p_ms)[len(p_ms) // 2], sorted(e_ms)[len(e_ms) // 2]
-            tok = b * a.seq_len
-            rows.append((name, b, p, e, 1000 * tok / p, 1000 * tok / e, e / p))
+            tok = b * T
+            rows.append((name, b, T, p, e, 1000 * tok / p, 1000 * tok / e, e / p))
             print(f"{name} b{b}: pare {p:.2f} ms, eager {e:.2f} ms, pare/eager throughput {e / p:.2f}x", file=sys.stderr)
     md = ["# Decoder LM forward: pare vs PyTorch eager", "",
           f"Written by `scripts/lm_speed.py` (one run): {a.threads} intra-op thread(s) on both sides, float32, "
-          f"sequences of {a.seq_len} random token ids, no KV cache (one full forward per call, logits for every "
+          f"sequences of {a.seq_len} random token ids (or the model's position limit when smaller), no KV cache (one full forward per call, logits for every "
           f"position). Each cell is the median over {a.rounds} alternating rounds (pare, eager, pare, eager, ...) "
           "of the median of 20 (batch 1) or 5 (batch 16) timed forwards after 3 warm-up ones. PyTorch eager: "
           f"Debian python3-torch {torch.__version__}, the Hugging Face computation written out with torch.nn.functional "
           "under inference_mode (scripts/lm_speed.py). pare: `pare bench lm-speed` (LibTorch 1.13, no autograd).", "",
           "| model | batch × tokens | pare ms | eager ms | pare tokens/s | eager tokens/s | pare / eager throughput |",
           "|---|---|---:|---:|---:|---:|---:|"]
-    for name, b, p, e, pt, et, r in rows:
-        md.append(f"| {name} | {b} × {a.seq_len} | {p:.2f} | {e:.2f} | {pt:.0f} | {et:.0f} | {r:.2f}× |")
+    for name, b, T, p, e, pt, et, r in rows:
+        md.append(f"| {name} | {b} × {T} | {p:.2f} | {e:.2f} | {pt:.0f} | {et:.0f} | {r:.2f}× |")
     old = open(a.out).read() if os.path.exists(a.out) else ""
     disc = old[old.find("<!-- discussion -->"):] if "<!-- discussion -->" in old else "<!-- discussion -->\n"
     tmp = a.out + ".tmp"

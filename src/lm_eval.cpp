@@ -33,7 +33,7 @@ torch::Tensor calibration_windows(const torch::Tensor& tokens, int64_t samples, 
 
 LmEvalResult evaluate_lm(const Model& m, const torch::Tensor& windows, int64_t batch_size,
                          const Model* reference) {
-  torch::NoGradGuard ng;
+  c10::InferenceMode guard;  // no autograd, no view/version tracking
   LmEvalResult r;
   r.windows = windows.size(0);
   r.seq_len = windows.size(1);
@@ -68,7 +68,7 @@ LmEvalResult evaluate_lm(const Model& m, const torch::Tensor& windows, int64_t b
 
 std::vector<int64_t> greedy_generate(const Model& m, std::vector<int64_t> ids, int64_t max_new,
                                      int64_t eos) {
-  torch::NoGradGuard ng;
+  c10::InferenceMode guard;
   PARE_CHECK(!ids.empty(), "greedy decoding needs at least one prompt token (e.g. BOS)");
   for (int64_t i = 0; i < max_new; ++i) {
     if (m.config.max_position_embeddings > 0 &&
