@@ -18,6 +18,16 @@
 
 namespace pare::cli {
 
+void check_out_not_input(const std::string& out, const std::string& model) {
+  std::error_code ec;
+  PARE_CHECK(!std::filesystem::exists(out) || !std::filesystem::equivalent(out, model, ec), out,
+             ": --out is the input model; inputs are never modified, choose another folder");
+  const std::string o = std::filesystem::weakly_canonical(out, ec).string() + "/";
+  const std::string mdl = std::filesystem::weakly_canonical(model, ec).string() + "/";
+  PARE_CHECK(o.rfind(mdl, 0) != 0 && mdl.rfind(o, 0) != 0, out,
+             ": --out must not be inside the input model folder or contain it");
+}
+
 Runner add_compress(CLI::App& app, Common&) {
   struct Args {
     std::string model, recipe, out, data;
@@ -46,17 +56,7 @@ Runner add_compress(CLI::App& app, Common&) {
       if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
       test = load_fashion_mnist(r.data_dir, "test");
     }
-    {
-      std::error_code ec;
-      PARE_CHECK(!std::filesystem::exists(a->out) ||
-                     !std::filesystem::equivalent(a->out, a->model, ec),
-                 a->out, ": --out is the input model folder; inputs are never modified, choose ",
-                 "another folder");
-      const std::string o = std::filesystem::weakly_canonical(a->out, ec).string() + "/";
-      const std::string mdl = std::filesystem::weakly_canonical(a->model, ec).string() + "/";
-      PARE_CHECK(o.rfind(mdl, 0) != 0 && mdl.rfind(o, 0) != 0, a->out,
-                 ": --out must not be inside the input model folder or contain it");
-    }
+    check_out_not_input(a->out, a->model);
     Model m = load_model(a->model);
     PARE_CHECK(text == m.config.is_lm(), a->recipe, ": /data/dataset: ", r.dataset,
                " does not fit a ", m.config.family, " model (",
@@ -67,6 +67,11 @@ Runner add_compress(CLI::App& app, Common&) {
     if (text) {
       tok = tokenizer_for_model(a->model, r.tokenizer_path, m);
       const int64_t T = r.eval.seq_len > 0 ? r.eval.seq_len : m.config.context_length;
+      const int64_t maxT = m.config.max_position_embeddings;
+      PARE_CHECK(T <= maxT, a->recipe, ": /eval/seq_len: ", T,
+                 " exceeds the model's max_position_embeddings (", maxT, ")");
+      PARE_CHECK(r.calibration_seq_len <= maxT, a->recipe, ": /calibration/seq_len: ",
+                 r.calibration_seq_len, " exceeds the model's max_position_embeddings (", maxT, ")");
       data.lm_windows = token_windows(tokenize_file(*tok, r.text_path), T, r.eval.limit, r.text_path);
       if (!r.stages.empty()) {
         PARE_CHECK(!r.calibration_path.empty(), a->recipe,

@@ -5,6 +5,7 @@
 // pare generate --model M: greedy continuation of a prompt (decoder LMs).
 #include <ATen/Parallel.h>
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -40,6 +41,8 @@ Runner add_eval(CLI::App& app, Common&) {
 
   auto run_lm_eval = [](const Args& a, const Model& m) -> int {
     PARE_CHECK(!a.data.empty(), "--data: lm-perplexity needs a text file (e.g. wiki.test.raw)");
+    PARE_CHECK(a.seq_len >= 0, "--seq-len: expected a positive number of tokens (0: the model's ",
+               "context_length), got ", a.seq_len);
     auto tok = tokenizer_for_model(a.model, a.tokenizer, m);
     const int64_t T = a.seq_len > 0 ? a.seq_len : m.config.context_length;
     PARE_CHECK(m.config.max_position_embeddings <= 0 || T <= m.config.max_position_embeddings,
@@ -215,6 +218,11 @@ Runner add_generate(CLI::App& app, Common&) {
     std::vector<int64_t> ids;
     if (tok->bos_id() >= 0) ids.push_back(tok->bos_id());
     for (int64_t id : tok->encode(a->prompt)) ids.push_back(id);
+    PARE_CHECK(!ids.empty(), "--prompt: the ", tok->kind(),
+               " tokenizer has no BOS token, so generation needs a prompt");
+    PARE_CHECK(static_cast<int64_t>(ids.size()) < m.config.max_position_embeddings, "--prompt: ",
+               ids.size(), " tokens leave no room within max_position_embeddings (",
+               m.config.max_position_embeddings, ")");
     const size_t prompt_len = ids.size();
     ids = greedy_generate(m, ids, a->max_new, tok->eos_id());
     std::cout << tok->decode(ids) << "\n";
@@ -226,7 +234,7 @@ Runner add_generate(CLI::App& app, Common&) {
 
 Runner add_convert(CLI::App& app, Common&) {
   struct Args {
-    std::string model, out;
+    std::string model, out, tokenizer;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand(
@@ -234,10 +242,21 @@ Runner add_convert(CLI::App& app, Common&) {
                  "Hugging Face folder: config.json + model.safetensors");
   sub->add_option("--model", a->model, "Model file or folder")->required();
   sub->add_option("--out", a->out, "Output folder")->required();
+  sub->add_option("--tokenizer", a->tokenizer,
+                  "tokenizer.json to copy beside the weights (default: the model folder's own)");
   return [a]() -> int {
+    check_out_not_input(a->out, a->model);
     Model m = load_model(a->model);
+    std::string tok = a->tokenizer;
+    if (tok.empty() && std::filesystem::is_directory(a->model) &&
+        std::filesystem::exists(a->model + "/tokenizer.json"))
+      tok = a->model + "/tokenizer.json";
+    PARE_CHECK(tok.empty() || (tok.size() >= 5 && tok.compare(tok.size() - 5, 5, ".json") == 0),
+               "--tokenizer: convert copies a tokenizer.json; other tokenizers (", tok,
+               ") are passed to later commands with --tokenizer");
     StagedDir out(a->out);
     save_model(m, out.staging());
+    if (!tok.empty()) write_file_atomic(out.file("tokenizer.json"), read_file(tok));
     out.commit();
     std::cout << "wrote " << a->out << "/{config.json, model.safetensors}: " << m.config.family
               << ", " << m.num_params() << " params\n";

@@ -22,6 +22,9 @@ Runner add_convert(CLI::App& app, Common& common);
 Runner add_passes(CLI::App& app, Common& common);
 Runner add_bench(CLI::App& app, Common& common);
 
+// InputError unless `out` is neither the input model nor inside it nor around it (cmd_compress.cpp).
+void check_out_not_input(const std::string& out, const std::string& model);
+
 // Sets LibTorch's intra-op thread count (0 = number of cores) and returns it.
 int set_threads(int threads);
 

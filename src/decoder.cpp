@@ -503,12 +503,16 @@ class DecoderFamily : public Family {
     }
     std::vector<std::string> unknown, missing;
     std::map<std::string, torch::Tensor> flat;
+    torch::Tensor tied_head;
     static const std::regex c_attn(R"(transformer\.h\.(\d+)\.attn\.c_attn\.(weight|bias))");
     static const std::regex gpt2_buffer(R"(transformer\.h\.\d+\.attn\.(bias|masked_bias))");
     for (auto& [hf, t] : tensors) {
       std::smatch mt;
       if (c.family == "gpt2" && std::regex_match(hf, gpt2_buffer)) continue;  // causal-mask buffers
-      if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // tied duplicate
+      if (c.tie_word_embeddings && hf == "lm_head.weight") {  // tied duplicate: must be equal
+        tied_head = t;
+        continue;
+      }
       if (c.family == "gpt2" && std::regex_match(hf, mt, c_attn)) {
         const int64_t l = std::stoll(mt[1].str());
         const std::string part = mt[2].str();
@@ -551,6 +555,11 @@ class DecoderFamily : public Family {
                  " (config.json disagrees with the weights)");
       flat[f] = (codes ? t : t.to(torch::kFloat32)).contiguous();
     }
+    if (tied_head.defined() && flat.count("tok_embd"))
+      PARE_CHECK(tied_head.sizes() == flat.at("tok_embd").sizes() &&
+                     torch::equal(tied_head.to(torch::kFloat32), flat.at("tok_embd")),
+                 src, ": tensor 'lm_head.weight' differs from the embedding but config.json says ",
+                 "tie_word_embeddings: true");
     for (const auto& [f, shape] : expected) {
       if (flat.count(f)) continue;
       const FlatParts p = split_flat(f);

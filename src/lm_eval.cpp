@@ -57,6 +57,8 @@ LmEvalResult evaluate_lm(const Model& m, const torch::Tensor& windows, int64_t b
   }
   r.predicted = r.windows * (r.seq_len - 1);
   r.nll = nll_sum / static_cast<double>(r.predicted);
+  PARE_CHECK(std::isfinite(r.nll), "the model's log-probabilities are not finite (NaN or inf ",
+             "weights or activations); perplexity is undefined");
   r.perplexity = std::exp(r.nll);
   r.tokens_per_second = r.seconds > 0 ? static_cast<double>(r.windows * r.seq_len) / r.seconds : 0;
   if (reference) {

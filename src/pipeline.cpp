@@ -225,7 +225,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
     if (r.budget.max_drop || r.budget.min)
       throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
                               "perplexity: {max_increase: PERCENT}"));
-    if (r.budget.max_ppl_increase && inc > *r.budget.max_ppl_increase + 1e-9) {
+    if (r.budget.max_ppl_increase && !(inc <= *r.budget.max_ppl_increase + 1e-9)) {  // NaN fails
       res.budget_ok = false;
       res.budget_message = concat("perplexity rose ", inc, "% (", b, " -> ", f,
                                   "), budget max_increase ", *r.budget.max_ppl_increase, "%");

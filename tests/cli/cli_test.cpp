@@ -1144,4 +1144,15 @@ TEST_F(PareCli, LmBadInputIsOneLineAndExit2) {
   cfg["num_key_value_heads"] = 4;
   write_file(m / "config.json", cfg.dump());
   expect_rejected({"inspect", "--model", m.string()}, {"model.safetensors", "k_proj.weight", "expected [32, 32], got [16, 32]"});
+  // convert never writes into its input; generate without BOS needs a prompt; --seq-len >= 0.
+  fs::path good = dir_ / "llama_copy";
+  fs::copy(lm_fixture("llama"), good, fs::copy_options::recursive);
+  expect_rejected({"convert", "--model", good.string(), "--out", (good / "sub").string()},
+                  {"llama_copy/sub", "must not be inside the input model folder"});
+  const fs::path gpt2 = fs::path(PARE_SOURCE_DIR) / "models/gpt2-shakespeare-char";
+  expect_rejected({"generate", "--model", gpt2.string(), "--max-new", "3"},
+                  {"--prompt", "no BOS token"});
+  expect_rejected({"eval", "--model", bin, "--tokenizer", tok, "--data", shorttext.string(),
+                   "--seq-len", "-1"},
+                  {"--seq-len", "got -1"});
 }
