@@ -41,6 +41,23 @@ int64_t params_under(const Model& m, const std::string& prefix) {
   return n;
 }
 
+std::vector<DimGroup> residual_groups(const ArchConfig& c,
+                                      const std::vector<std::vector<TensorUse>>& site,
+                                      bool parallel_blocks) {
+  std::vector<DimGroup> groups;
+  if (c.shortcuts) {
+    for (int64_t s = 0; s < c.num_sites(); ++s) {
+      if (parallel_blocks && s % 2 == 1 && s != c.num_sites() - 1) continue;
+      groups.push_back({"resid." + std::to_string(s), DimGroup::kSite, s, c.site_dim(s), site[s]});
+    }
+  } else {
+    DimGroup h{"hidden", DimGroup::kHidden, 0, c.site_dim(0), {}};
+    for (const auto& s : site) h.uses.insert(h.uses.end(), s.begin(), s.end());
+    groups.push_back(h);
+  }
+  return groups;
+}
+
 void check_checkpoint_dtype(const torch::Tensor& t, const std::string& part, const std::string& src,
                             const std::string& name) {
   if (is_quant_code_part(part))

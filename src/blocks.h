@@ -27,6 +27,13 @@ torch::Tensor add_residual(const Model& m, const std::string& shortcut, const to
 // slot counts its logical weights, not its packed codes and scales).
 int64_t params_under(const Model& m, const std::string& prefix);
 
+// The residual dimension groups from each site's uses (`site_uses[s]`, s = 0 .. 2L): one
+// "hidden" group over every use without SliceGPT shortcuts, else one "resid.S" group per site.
+// `parallel_blocks` skips the odd sites between attention and MLP (phi), which do not exist.
+std::vector<DimGroup> residual_groups(const ArchConfig& c,
+                                      const std::vector<std::vector<TensorUse>>& site_uses,
+                                      bool parallel_blocks);
+
 // Checkpoint loading, shared by the families' from_checkpoint: a tensor's dtype must be U8 for
 // packed quantization codes (`part` qweight/qzeros) and floating otherwise (InputError naming
 // `src` and the checkpoint name `name`).

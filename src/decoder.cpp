@@ -268,17 +268,7 @@ class DecoderFamily : public Family {
     norm_uses(2 * L, "out_norm");
     if (!c.tie_word_embeddings) site[2 * L].push_back({"lm_head.weight", 1});
 
-    std::vector<DimGroup> groups;
-    if (c.shortcuts) {
-      for (int64_t s = 0; s < c.num_sites(); ++s) {
-        if (par && s % 2 == 1 && s != c.num_sites() - 1) continue;  // no site between attn and MLP
-        groups.push_back({"resid." + std::to_string(s), DimGroup::kSite, s, c.site_dim(s), site[s]});
-      }
-    } else {
-      DimGroup h{"hidden", DimGroup::kHidden, 0, c.site_dim(0), {}};
-      for (auto& s : site) h.uses.insert(h.uses.end(), s.begin(), s.end());
-      groups.push_back(h);
-    }
+    std::vector<DimGroup> groups = residual_groups(c, site, par);
     for (int64_t l = 0; l < L; ++l) {
       const std::string b = blk(l);
       const auto& d = c.layers[l];

@@ -140,15 +140,7 @@ class VitFamily : public Family {
     norm_uses(2 * L, "out_norm");
     site[2 * L].push_back({"cls_head.weight", 1});
 
-    std::vector<DimGroup> groups;
-    if (c.shortcuts) {
-      for (int64_t s = 0; s < c.num_sites(); ++s)
-        groups.push_back({"resid." + std::to_string(s), DimGroup::kSite, s, c.site_dim(s), site[s]});
-    } else {
-      DimGroup h{"hidden", DimGroup::kHidden, 0, c.site_dim(0), {}};
-      for (auto& s : site) h.uses.insert(h.uses.end(), s.begin(), s.end());
-      groups.push_back(h);
-    }
+    std::vector<DimGroup> groups = residual_groups(c, site, /*parallel_blocks=*/false);
     for (int64_t l = 0; l < L; ++l) {
       const std::string b = blk(l);
       const auto& d = c.layers[l];
