@@ -79,6 +79,15 @@ struct GraphBatch {
 // regression task. Throws InputError naming the file and line: an edge past the node count, a
 // node id < 1, indicator / label counts that disagree, an empty graph (no nodes), a malformed
 // line.
+// Details: fields are comma-separated with optional spaces; a label file with several columns
+// gives one categorical feature per column. Graph labels are classes when every one is an
+// integer, else regression targets; without NAME_graph_labels.txt a one-column
+// NAME_graph_attributes.txt is the regression target (ZINC). The indicator's graph ids must
+// start at 1 and never decrease or skip (each graph's nodes contiguous); an edge's two nodes must
+// be in one graph. Required: NAME_A, NAME_graph_indicator and a graph label / attribute file.
+// NAME_edge_attributes.txt is not read. The remapping is per file: two splits stored as separate
+// data sets (ZINC_val, ZINC_test) agree on ids only where their sorted label sets agree (ZINC's
+// atom types are 0-based and contiguous: ids agree, vocab sizes may differ, 16 vs 17).
 GraphDataset load_tu_dataset(const std::string& dir, const std::string& name = "");
 
 // Seeded random split into train/valid/test by fractions (e.g. 0.8, 0.1, 0.1), stored in
@@ -86,12 +95,18 @@ GraphDataset load_tu_dataset(const std::string& dir, const std::string& name = "
 void random_split(GraphDataset& ds, double train, double valid, uint64_t seed);
 
 // RWSE with K steps for every graph (sets ds.rwse_steps). LapPE with k eigenvectors.
+// rwse: [n × K] row-major, entry (i, k-1) = P^k[i, i], P = D⁻¹A from the edge list as given
+// (duplicate edges add up). lappe: vec [n × k] row-major (column c = eigenvector c), val [k]
+// ascending, both zero-padded when n < k. Throw InputError for K / k < 1 or an edge id outside
+// 0..num_nodes-1. Eigenvectors of repeated eigenvalues are one orthonormal basis of the eigenspace,
+// not a unique one (see graph_data.cpp).
 void compute_rwse(GraphDataset& ds, int64_t K);
 void compute_lappe(GraphDataset& ds, int64_t k);
 std::vector<float> rwse(const Graph& g, int64_t K);  // [n × K]
 void lappe(const Graph& g, int64_t k, std::vector<float>& vec, std::vector<float>& val);
 
-// Batches graphs `idx` of `ds` (in that order).
+// Batches graphs `idx` of `ds` (in that order). InputError for an index outside the data set;
+// InternalError when a graph's arrays disagree with the data set's dimensions.
 GraphBatch collate(const GraphDataset& ds, const std::vector<int64_t>& idx);
 
 // Summary for FLOPs and reports: nodes and directed edges per graph over `idx` (all when empty).
@@ -104,7 +119,8 @@ GraphStats graph_stats(const GraphDataset& ds, const std::vector<int64_t>& idx =
 
 // Binary cache of a converted data set (molecules: avoids re-parsing SMILES). Format in the .cpp
 // header comment; load checks magic, version and every count (InputError naming the file and
-// offset).
+// offset). Save writes a temporary file and renames it (never a partial cache); encodings a
+// graph still holds while the data set's rwse_steps / lappe_dim is 0 are not written.
 void save_graph_cache(const GraphDataset& ds, const std::string& path);
 GraphDataset load_graph_cache(const std::string& path);
 
