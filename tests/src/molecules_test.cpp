@@ -287,7 +287,7 @@ TEST(MoleculeEsol, CountsAndSplit) {
   for (const Graph& g : ds.graphs) nodes += g.num_nodes, edges += g.num_edges();
   EXPECT_EQ(nodes, 14991);
   EXPECT_EQ(edges, 30856);
-  // ogbg-molesol's sizes 902 / 113 / 113.
+  // 902 / 113 / 113 and these indices: pretrain-gnns' scaffold_split under Python RDKit 2022.09.
   EXPECT_EQ(ds.splits.at("train").size(), 902u);
   EXPECT_EQ(ds.splits.at("valid").size(), 113u);
   EXPECT_EQ(ds.splits.at("test").size(), 113u);
