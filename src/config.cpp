@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "error.h"
 #include "fileio.h"
@@ -47,6 +48,24 @@ int64_t ArchConfig::tokens_out(int64_t layer) const {
   return st ? st->keep : tokens_in(layer);
 }
 
+int64_t ArchConfig::seq_len() const {
+  if (is_lm()) return context_length;
+  if (is_graph()) return std::max<int64_t>(1, std::llround(gps.mean_nodes));
+  return num_patches() + 1;
+}
+
+bool GpsConfig::operator==(const GpsConfig& o) const {
+  return local_model == o.local_model && global_model == o.global_model && pooling == o.pooling &&
+         node_encoder == o.node_encoder && node_vocab == o.node_vocab &&
+         node_attr_dims == o.node_attr_dims && edge_encoder == o.edge_encoder &&
+         edge_vocab == o.edge_vocab && rwse_steps == o.rwse_steps && rwse_dim == o.rwse_dim &&
+         rwse_raw_norm == o.rwse_raw_norm && lappe_k == o.lappe_k && lappe_dim == o.lappe_dim &&
+         lappe_layers == o.lappe_layers && lappe_raw_norm == o.lappe_raw_norm &&
+         head_layers == o.head_layers && task == o.task && stats_dataset == o.stats_dataset &&
+         mean_nodes == o.mean_nodes && mean_edges == o.mean_edges && max_nodes == o.max_nodes &&
+         max_edges == o.max_edges;
+}
+
 bool ArchConfig::hf_expressible() const {
   if (norm == "rmsnorm" || shortcuts || out_dim != hidden_size) return false;
   const int64_t kv = num_key_value_heads > 0 ? num_key_value_heads : num_attention_heads;
@@ -63,16 +82,18 @@ const char* const kLmFamilies[] = {"llama", "qwen2", "mistral", "opt", "gpt2", "
 }  // namespace
 
 void ArchConfig::finalize(const std::string& src) {
-  bool known = family == "vit";
+  bool known = family == "vit" || family == "gps";
   for (const char* f : kLmFamilies) known = known || family == f;
   PARE_CHECK(known, src, ": family '", family,
-             "' is not supported (expected vit, llama, qwen2, mistral, opt, gpt2 or phi)");
+             "' is not supported (expected vit, gps, llama, qwen2, mistral, opt, gpt2 or phi)");
   PARE_CHECK(hidden_size > 0, src, ": hidden_size: expected a positive integer, got ", hidden_size);
   PARE_CHECK(num_hidden_layers > 0, src, ": num_hidden_layers: expected a positive integer, got ",
              num_hidden_layers);
   PARE_CHECK(layer_norm_eps > 0, src, ": layer_norm_eps: expected > 0, got ", layer_norm_eps);
   if (is_lm()) {
     finalize_lm(src);
+  } else if (is_graph()) {
+    finalize_gps(src);
   } else {
     PARE_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, src,
                ": image_size (", image_size, ") must be a positive multiple of patch_size (",
@@ -83,8 +104,12 @@ void ArchConfig::finalize(const std::string& src) {
     PARE_CHECK(hidden_act == "gelu", src, ": hidden_act '", hidden_act,
                "' is not supported (expected gelu)");
   }
-  PARE_CHECK(norm == "layernorm" || norm == "rmsnorm" || norm == "rmsnorm_affine", src,
-             ": pare.norm: expected layernorm, rmsnorm_affine or rmsnorm, got '", norm, "'");
+  if (is_graph())
+    PARE_CHECK(norm == "batchnorm" || norm == "graph_layernorm", src,
+               ": pare.norm: expected batchnorm or graph_layernorm for gps, got '", norm, "'");
+  else
+    PARE_CHECK(norm == "layernorm" || norm == "rmsnorm" || norm == "rmsnorm_affine", src,
+               ": pare.norm: expected layernorm, rmsnorm_affine or rmsnorm, got '", norm, "'");
   if (layers.empty()) {
     PARE_CHECK(num_attention_heads > 0 && hidden_size % num_attention_heads == 0, src,
                ": num_attention_heads (", num_attention_heads, ") must divide hidden_size (",
@@ -123,6 +148,8 @@ void ArchConfig::finalize(const std::string& src) {
   }
   PARE_CHECK(!is_lm() || token_pruning.empty(), src,
              ": pare.token_pruning: token pruning applies to encoders (vit), not to decoder LMs");
+  PARE_CHECK(!is_graph() || token_pruning.empty(), src,
+             ": pare.token_pruning: token pruning is not implemented for graph transformers (gps)");
   int64_t tokens = seq_len(), prev_layer = -1;
   for (size_t i = 0; i < token_pruning.size(); ++i) {
     const auto& st = token_pruning[i];
@@ -149,7 +176,7 @@ void ArchConfig::finalize(const std::string& src) {
     tokens = st.keep;
     prev_layer = st.layer;
   }
-  if (!is_lm()) {
+  if (!is_lm() && !is_graph()) {
     if (id2label.empty())
       for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
     PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
@@ -226,6 +253,69 @@ void ArchConfig::finalize_lm(const std::string& src) {
              " uses LayerNorm (layernorm or folded rmsnorm), got rmsnorm_affine");
   PARE_CHECK(bos_token_id < vocab_size && eos_token_id < vocab_size, src,
              ": bos_token_id/eos_token_id must be below vocab_size (", vocab_size, ")");
+}
+
+void ArchConfig::finalize_gps(const std::string& src) {
+  GpsConfig& g = gps;
+  const std::string gs = src + ": gps.";
+  auto one_of = [&](const std::string& v, std::initializer_list<const char*> ok, const char* key) {
+    std::string list;
+    for (const char* o : ok) {
+      if (v == o) return;
+      list += (list.empty() ? "" : ", ") + std::string(o);
+    }
+    throw InputError(concat(gs, key, ": expected one of ", list, ", got '", v, "'"));
+  };
+  one_of(g.local_model, {"GINE", "GIN", "CustomGatedGCN", "None"}, "local_model");
+  one_of(g.global_model, {"Transformer", "None"}, "global_model");
+  PARE_CHECK(g.local_model != "None" || g.global_model != "None", gs,
+             "local_model and global_model: at least one must be present (both are None)");
+  one_of(g.pooling, {"add", "mean", "max"}, "pooling");
+  // A categorical encoder: TypeDict* reads one column, Atom/Bond one per vocabulary entry.
+  auto vocab_ok = [&](const std::vector<int64_t>& vocab, bool type_dict, const char* key,
+                      const std::string& encoder) {
+    PARE_CHECK(!vocab.empty() && (!type_dict || vocab.size() == 1), gs, key, ": ", encoder,
+               " needs ", type_dict ? "one category count" : "a category count per column");
+    for (int64_t v : vocab) PARE_CHECK(v > 0, gs, key, ": expected positive counts, got ", v);
+  };
+  one_of(g.node_encoder, {"TypeDictNode", "Atom", "LinearNode"}, "node_encoder");
+  if (g.node_encoder == "LinearNode")
+    PARE_CHECK(g.node_attr_dims > 0 && g.node_vocab.empty(), gs,
+               "node_attr_dims: LinearNode needs a positive number of dense node features (and no ",
+               "node_vocab), got ", g.node_attr_dims);
+  else
+    vocab_ok(g.node_vocab, g.node_encoder == "TypeDictNode", "node_vocab", g.node_encoder);
+  one_of(g.edge_encoder, {"TypeDictEdge", "Bond", "None"}, "edge_encoder");
+  if (g.edge_encoder == "None") {
+    PARE_CHECK(g.edge_vocab.empty(), gs, "edge_vocab: no edge encoder, so no edge vocabulary");
+    PARE_CHECK(g.local_model != "GINE" && g.local_model != "CustomGatedGCN", gs, "edge_encoder: ",
+               g.local_model, " needs edge features (TypeDictEdge or Bond), got None");
+  } else {
+    vocab_ok(g.edge_vocab, g.edge_encoder == "TypeDictEdge", "edge_vocab", g.edge_encoder);
+  }
+  PARE_CHECK(g.rwse_steps >= 0 && g.rwse_dim >= 0 && (g.rwse_steps > 0) == (g.rwse_dim > 0), gs,
+             "rwse_steps / rwse_dim: both positive (RWSE) or both 0 (none), got ", g.rwse_steps,
+             " / ", g.rwse_dim);
+  PARE_CHECK(g.lappe_k >= 0 && g.lappe_dim >= 0 && (g.lappe_k > 0) == (g.lappe_dim > 0), gs,
+             "lappe_k / lappe_dim: both positive (LapPE) or both 0 (none), got ", g.lappe_k, " / ",
+             g.lappe_dim);
+  PARE_CHECK(g.lappe_layers >= 1, gs, "lappe_layers: expected >= 1, got ", g.lappe_layers);
+  PARE_CHECK(hidden_size - g.rwse_dim - g.lappe_dim > 0, gs, "rwse_dim + lappe_dim (",
+             g.rwse_dim + g.lappe_dim, ") must leave room for the node embedding in hidden_size (",
+             hidden_size, ")");
+  PARE_CHECK(g.head_layers >= 1 && g.head_layers <= 16 && (hidden_size >> (g.head_layers - 1)) >= 1,
+             gs, "head_layers: expected 1.. with hidden_size / 2^(head_layers - 1) >= 1, got ",
+             g.head_layers);
+  one_of(g.task, {"classification", "binary", "regression"}, "task");
+  PARE_CHECK(num_labels > 0, src, ": num_labels (output width): expected a positive integer, got ",
+             num_labels);
+  PARE_CHECK(g.task != "classification" || num_labels >= 2, src, ": num_labels: classification ",
+             "needs >= 2 classes (one logit: task binary), got ", num_labels);
+  PARE_CHECK(g.mean_nodes >= 0 && g.mean_edges >= 0 && g.max_nodes >= 0 && g.max_edges >= 0, gs,
+             "mean_nodes / mean_edges / max_nodes / max_edges: expected >= 0");
+  PARE_CHECK(hidden_act == "relu", src, ": hidden_act '", hidden_act,
+             "' is not supported for gps (expected relu)");
+  if (intermediate_size == 0) intermediate_size = 2 * hidden_size;
 }
 
 namespace {
@@ -341,12 +431,87 @@ void read_lm_fields(const nlohmann::json& j, const LmKeys& k, ArchConfig& c, con
 }
 }  // namespace
 
+namespace {
+// The "gps" object of config.json: GpsConfig's fields under their C++ names; unknown keys are
+// refused (a typo would otherwise silently change the model).
+void read_gps_fields(const nlohmann::json& j, ArchConfig& c, const std::string& src) {
+  PARE_CHECK(j.contains("gps") && j["gps"].is_object(), src,
+             ": gps: a gps model needs the \"gps\" object (local_model, node_encoder, ...)");
+  const auto& o = j["gps"];
+  const std::string gs = src + ": gps";
+  GpsConfig& g = c.gps;
+  static const char* const kKeys[] = {
+      "local_model", "global_model", "pooling", "node_encoder", "node_vocab", "node_attr_dims",
+      "edge_encoder", "edge_vocab", "rwse_steps", "rwse_dim", "rwse_raw_norm", "lappe_k",
+      "lappe_dim", "lappe_layers", "lappe_raw_norm", "head_layers", "task", "stats_dataset",
+      "mean_nodes", "mean_edges", "max_nodes", "max_edges"};
+  for (auto it = o.begin(); it != o.end(); ++it)
+    PARE_CHECK(std::any_of(std::begin(kKeys), std::end(kKeys),
+                           [&](const char* k) { return it.key() == k; }),
+               gs, ".", it.key(), ": unknown key");
+  get(o, "local_model", g.local_model, gs, "a string");
+  get(o, "global_model", g.global_model, gs, "a string");
+  get(o, "pooling", g.pooling, gs, "a string");
+  get(o, "node_encoder", g.node_encoder, gs, "a string");
+  get(o, "node_vocab", g.node_vocab, gs, "a list of integers");
+  get(o, "node_attr_dims", g.node_attr_dims, gs, "an integer");
+  get(o, "edge_encoder", g.edge_encoder, gs, "a string");
+  get(o, "edge_vocab", g.edge_vocab, gs, "a list of integers");
+  get(o, "rwse_steps", g.rwse_steps, gs, "an integer");
+  get(o, "rwse_dim", g.rwse_dim, gs, "an integer");
+  get(o, "rwse_raw_norm", g.rwse_raw_norm, gs, "a boolean");
+  get(o, "lappe_k", g.lappe_k, gs, "an integer");
+  get(o, "lappe_dim", g.lappe_dim, gs, "an integer");
+  get(o, "lappe_layers", g.lappe_layers, gs, "an integer");
+  get(o, "lappe_raw_norm", g.lappe_raw_norm, gs, "a boolean");
+  get(o, "head_layers", g.head_layers, gs, "an integer");
+  get(o, "task", g.task, gs, "a string");
+  get(o, "stats_dataset", g.stats_dataset, gs, "a string");
+  get(o, "mean_nodes", g.mean_nodes, gs, "a number");
+  get(o, "mean_edges", g.mean_edges, gs, "a number");
+  get(o, "max_nodes", g.max_nodes, gs, "an integer");
+  get(o, "max_edges", g.max_edges, gs, "an integer");
+}
+
+nlohmann::ordered_json gps_to_json(const GpsConfig& g) {
+  nlohmann::ordered_json o;
+  o["local_model"] = g.local_model;
+  o["global_model"] = g.global_model;
+  o["pooling"] = g.pooling;
+  o["node_encoder"] = g.node_encoder;
+  o["node_vocab"] = g.node_vocab;
+  o["node_attr_dims"] = g.node_attr_dims;
+  o["edge_encoder"] = g.edge_encoder;
+  o["edge_vocab"] = g.edge_vocab;
+  o["rwse_steps"] = g.rwse_steps;
+  o["rwse_dim"] = g.rwse_dim;
+  o["rwse_raw_norm"] = g.rwse_raw_norm;
+  o["lappe_k"] = g.lappe_k;
+  o["lappe_dim"] = g.lappe_dim;
+  o["lappe_layers"] = g.lappe_layers;
+  o["lappe_raw_norm"] = g.lappe_raw_norm;
+  o["head_layers"] = g.head_layers;
+  o["task"] = g.task;
+  o["stats_dataset"] = g.stats_dataset;
+  o["mean_nodes"] = g.mean_nodes;
+  o["mean_edges"] = g.mean_edges;
+  o["max_nodes"] = g.max_nodes;
+  o["max_edges"] = g.max_edges;
+  return o;
+}
+}  // namespace
+
 ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
   PARE_CHECK(j.is_object(), src, ": expected a JSON object");
   ArchConfig c;
   std::string model_type = "vit";
   get(j, "model_type", model_type, src, "a string");
   c.family = model_type;
+  if (c.family == "gps") {  // PyTorch's norm eps, GraphGym's ReLU
+    c.norm = "batchnorm";
+    c.layer_norm_eps = 1e-5;
+    c.hidden_act = "relu";
+  }
   if (const LmKeys* k = lm_keys(c.family)) {
     read_lm_fields(j, *k, c, src);
   } else {
@@ -380,6 +545,7 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
       if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
     }
   }
+  if (c.family == "gps") read_gps_fields(j, c, src);
   if (j.contains("pare")) {
     const auto& p = j["pare"];
     const std::string ps = src + ": pare";
@@ -457,7 +623,8 @@ nlohmann::json config_to_json(const ArchConfig& c) {
     if (c.eos_token_id >= 0) j["eos_token_id"] = c.eos_token_id;
     for (auto it = c.hf_extra.begin(); it != c.hf_extra.end(); ++it) j[it.key()] = it.value();
   } else {
-    j["architectures"] = {"ViTForImageClassification"};
+    // gps (GraphGPS) has no Hugging Face class: it shares the ViT's generic fields.
+    j["architectures"] = {c.is_graph() ? "GPSModel" : "ViTForImageClassification"};
     j["model_type"] = c.family;
     j["hidden_size"] = c.hidden_size;
     j["num_hidden_layers"] = c.num_hidden_layers;
@@ -465,6 +632,11 @@ nlohmann::json config_to_json(const ArchConfig& c) {
     j["intermediate_size"] = c.intermediate_size;
     j["hidden_act"] = c.hidden_act;
     j["layer_norm_eps"] = c.layer_norm_eps;
+  }
+  if (c.is_graph()) {
+    j["num_labels"] = c.num_labels;
+    j["gps"] = gps_to_json(c.gps);
+  } else if (!c.is_lm()) {
     j["image_size"] = c.image_size;
     j["patch_size"] = c.patch_size;
     j["num_channels"] = c.num_channels;
@@ -488,7 +660,7 @@ nlohmann::json config_to_json(const ArchConfig& c) {
   p["out_dim"] = c.out_dim;
   if (c.is_lm()) {
     p["context_length"] = c.context_length;
-  } else {
+  } else if (!c.is_graph()) {
     p["image_mean"] = c.image_mean;
     p["image_std"] = c.image_std;
   }

@@ -62,8 +62,53 @@ struct TokenPruneStep {
   }
 };
 
+// Graph transformer fields (family gps: GraphGPS, Rampášek et al. NeurIPS 2022; src/gps.h). Names
+// follow GraphGym's config keys where one exists (given in brackets). Serialised as the "gps"
+// object of config.json.
+struct GpsConfig {
+  // Local message passing of every layer [gt.layer_type before '+']: GINE (edge features), GIN
+  // (none), CustomGatedGCN (GraphGPS GatedGCNLayer; updates the edge features) or None.
+  std::string local_model = "GINE";
+  // Global attention [gt.layer_type after '+']: Transformer (multi-head attention over the nodes
+  // of each graph) or None.
+  std::string global_model = "Transformer";
+  std::string pooling = "add";  // graph readout [model.graph_pooling]: add, mean or max
+  // Node encoder [dataset.node_encoder_name before '+']: TypeDictNode (one embedding of
+  // categorical column 0), Atom (OGB AtomEncoder: one embedding per categorical column, summed)
+  // or LinearNode (a linear map of the dense node features).
+  std::string node_encoder = "TypeDictNode";
+  std::vector<int64_t> node_vocab;  // categories per categorical node column (TypeDictNode: one
+                                    // [dataset.node_encoder_num_types]; Atom: OGB's nine)
+  int64_t node_attr_dims = 0;       // LinearNode: dense node features per node
+  // Edge encoder [dataset.edge_encoder_name]: TypeDictEdge (one embedding), Bond (OGB
+  // BondEncoder: one per column, summed) or None (no edge features: GIN or None local models).
+  std::string edge_encoder = "TypeDictEdge";
+  std::vector<int64_t> edge_vocab;  // categories per categorical edge column
+  // RWSE [posenc_RWSE]: K random-walk steps (kernel.times), dim_pe output width, BatchNorm over
+  // the K raw values first (raw_norm_type BatchNorm). 0 steps: no RWSE.
+  int64_t rwse_steps = 0, rwse_dim = 0;
+  bool rwse_raw_norm = true;
+  // LapPE [posenc_LapPE] with the DeepSet encoder: k eigenpairs (eigen.max_freqs), dim_pe output
+  // width, DeepSet layers (1: linear_A 2 -> dim_pe; n >= 2: 2 -> 2 dim_pe, n - 2 hidden,
+  // -> dim_pe), BatchNorm over the k channels first (raw_norm_type). 0 eigenpairs: no LapPE.
+  int64_t lappe_k = 0, lappe_dim = 0, lappe_layers = 2;
+  bool lappe_raw_norm = false;
+  // SANGraphHead linear layers: d -> d/2 -> ... -> d/2^(n-1) -> num_labels (GraphGPS: 3).
+  int64_t head_layers = 3;
+  // classification (num_labels >= 2 logits), binary (one logit, ROC-AUC) or regression
+  // (num_labels targets) [dataset.task_type + the output width].
+  std::string task = "classification";
+  // Graph statistics at which costs() counts FLOPs per graph: nodes and directed edges of the
+  // data set named here (0 when unknown: node and edge terms then count 0).
+  std::string stats_dataset;
+  double mean_nodes = 0, mean_edges = 0;
+  int64_t max_nodes = 0, max_edges = 0;
+  bool operator==(const GpsConfig& o) const;
+};
+
 struct ArchConfig {
-  std::string family = "vit";      // vit, or a decoder LM: llama (qwen2, mistral), opt, gpt2, phi
+  // vit, gps, or a decoder LM: llama (qwen2, mistral), opt, gpt2, phi
+  std::string family = "vit";
   int64_t hidden_size = 0;          // D of the trained model; the folded RMSNorm divides by it
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;  // HF field (dense models); per-layer values in `layers`
@@ -75,7 +120,7 @@ struct ArchConfig {
   int64_t image_size = 0;
   int64_t patch_size = 0;
   int64_t num_channels = 0;
-  int64_t num_labels = 0;
+  int64_t num_labels = 0;  // vit: classes; gps: output width (SANGraphHead dim_out)
   std::vector<std::string> id2label;
   std::vector<double> image_mean;  // per channel, applied by the data loader
   std::vector<double> image_std;
@@ -96,7 +141,12 @@ struct ArchConfig {
   int64_t context_length = 0;
   // HF config.json fields pare does not interpret, written back unchanged.
   nlohmann::json hf_extra = nlohmann::json::object();
-  bool is_lm() const { return family != "vit"; }
+  bool is_lm() const { return family != "vit" && family != "gps"; }
+  bool is_graph() const { return family == "gps"; }  // takes GraphBatch inputs (src/gps.h)
+
+  // Graph transformers (gps). `norm` is "batchnorm" (BatchNorm1d in eval: running statistics) or
+  // "graph_layernorm" (PyG LayerNorm in graph mode); every norm uses layer_norm_eps (1e-5).
+  GpsConfig gps;
   // Phi: attention and MLP read one norm of the same input and add to the residual together,
   // so a layer has one residual site (mlp_in mirrors attn_in) and one SliceGPT shortcut.
   bool parallel_blocks() const { return family == "phi"; }
@@ -118,9 +168,12 @@ struct ArchConfig {
   int64_t tokens_out(int64_t layer) const;
   const TokenPruneStep* prune_step(int64_t layer) const;
 
-  int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
-  // Tokens per input: patches + CLS (vit), context_length (LMs).
-  int64_t seq_len() const { return is_lm() ? context_length : num_patches() + 1; }
+  int64_t num_patches() const {
+    return patch_size > 0 ? (image_size / patch_size) * (image_size / patch_size) : 0;
+  }
+  // Tokens per input: patches + CLS (vit), context_length (LMs), mean nodes per graph rounded
+  // (gps; at least 1).
+  int64_t seq_len() const;
   // Residual width at site s: 2l = attention input of layer l, 2l+1 = MLP input of layer l,
   // 2L = head input.
   int64_t site_dim(int64_t s) const;
@@ -133,6 +186,7 @@ struct ArchConfig {
   // Throws InputError naming `source` and the field.
   void finalize(const std::string& source);
   void finalize_lm(const std::string& source);  // the decoder-LM fields (config.cpp)
+  void finalize_gps(const std::string& source);  // the graph-transformer fields (config.cpp)
 
   // Weight-only quantization (pare.quantization): the method that made the codes and the format
   // of every quantized linear slot; both empty when no slot is quantized.
