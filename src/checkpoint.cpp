@@ -10,6 +10,7 @@
 #include "family.h"
 #include "fileio.h"
 #include "gguf.h"
+#include "gps.h"
 #include "llama2c.h"
 #include "safetensors.h"
 #include "torch_pickle.h"
@@ -87,6 +88,7 @@ Model from_imported(const ImportedLm& lm, const std::string& path) {
 
 Model load_model(const std::string& path) {
   PARE_CHECK(fs::exists(path), path, ": model not found");
+  if (is_graphgym_checkpoint(path)) return load_graphgym_checkpoint(path);  // GraphGPS .ckpt
   if (!fs::is_directory(path)) {
     // Single-file formats: GGUF, llama2.c .bin, or a torch.save state_dict (needs config.json).
     if (starts_with_bytes(path, "GGUF")) return from_imported(read_gguf(path), path);

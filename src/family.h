@@ -11,18 +11,32 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
 #include "model.h"
 
 namespace pare {
 
+struct GraphBatch;  // graph_data.h
+
 // Activations flowing between sub-blocks: the residual stream x [B, T, d_site], plus what a
 // family's embed() prepares for every layer (decoder LMs: RoPE tables, the causal mask) and what
 // a parallel block (phi) hands from its attention to its MLP half.
+//
+// Graph families (gps) run on a GraphBatch: x is then the node features [N, d] of all graphs of
+// the batch concatenated (PyG layout), and embed_graph() also prepares the per-batch tensors below.
 struct ForwardState {
   torch::Tensor x;
   torch::Tensor rope_cos, rope_sin;  // [T, rotary_dim] (RoPE families)
   torch::Tensor causal_mask;         // [T, T] additive: 0 on and below the diagonal, -inf above
   torch::Tensor block_in, attn_out;  // parallel blocks: norm output and attention output
+  // Graph inputs (gps): the batch (owned by the caller for the whole forward), the edge features
+  // [E, d] (GatedGCN layers update them), each node's row in the padded per-graph layout
+  // [G * n_max] (int64 [N]) and the additive key padding mask [G, 1, 1, n_max] (0 for a node,
+  // -inf for padding) of the global attention.
+  const GraphBatch* graph = nullptr;
+  torch::Tensor edge_attr;
+  torch::Tensor dense_index;
+  torch::Tensor key_padding;
 };
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every
@@ -54,6 +68,23 @@ class Family {
   virtual void mlp(const Model& m, int64_t layer, ForwardState& s) const = 0;
   virtual torch::Tensor head(const Model& m, ForwardState& s) const = 0;
   torch::Tensor forward(const Model& m, const torch::Tensor& inputs) const;
+
+  // Graph inputs (gps): embed_graph prepares the state from a batch (InputError for families that
+  // take tensors); forward_graph runs embed_graph, attention and mlp per layer and head, giving
+  // the logits [G, num_labels]. `batch` must outlive the returned state.
+  virtual ForwardState embed_graph(const Model& m, const GraphBatch& batch) const {
+    (void)m;
+    (void)batch;
+    throw InputError(concat("family ", name(), " does not take graph inputs"));
+  }
+  torch::Tensor forward_graph(const Model& m, const GraphBatch& batch) const;
+
+  // Stored tensors that are state, not trained parameters (BatchNorm running statistics, GINE's
+  // fixed eps): not counted as parameters by costs(), not for an optimiser.
+  virtual bool is_buffer(const std::string& flat) const {
+    (void)flat;
+    return false;
+  }
 
   virtual std::vector<CostRow> costs(const Model& m) const = 0;
 

@@ -9,6 +9,7 @@
 #include "blocks.h"
 #include "decoder.h"
 #include "error.h"
+#include "gps.h"
 #include "quant_linear.h"
 #include "token_pruning.h"
 
@@ -16,6 +17,15 @@ namespace pare {
 
 torch::Tensor Family::forward(const Model& m, const torch::Tensor& inputs) const {
   ForwardState s = embed(m, inputs);
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
+    attention(m, l, s);
+    mlp(m, l, s);
+  }
+  return head(m, s);
+}
+
+torch::Tensor Family::forward_graph(const Model& m, const GraphBatch& batch) const {
+  ForwardState s = embed_graph(m, batch);
   for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) {
     attention(m, l, s);
     mlp(m, l, s);
@@ -392,9 +402,10 @@ const Family& vit_family() {
 
 const Family& family_by_name(const std::string& name) {
   if (name == "vit") return vit_family();
+  if (name == "gps") return gps_family();
   if (is_decoder_family(name)) return decoder_family(name);
   throw InputError(concat("unknown model family '", name,
-                          "' (known: vit, llama, qwen2, mistral, opt, gpt2, phi)"));
+                          "' (known: vit, gps, llama, qwen2, mistral, opt, gpt2, phi)"));
 }
 
 }  // namespace pare
