@@ -29,6 +29,7 @@ void add_bench_paths(CLI::App* sub, BenchPaths& p);
 BenchCommand bench_quantize(CLI::App* bench);  // cmd_bench_quantize.cpp
 BenchCommand bench_slicegpt_lm(CLI::App* bench);  // cmd_bench_lm.cpp
 BenchCommand bench_lm_speed(CLI::App* bench);     // cmd_bench_lm.cpp
+BenchCommand bench_slicegpt_memory(CLI::App* bench);  // cmd_bench_lm.cpp
 
 double now_ms();
 

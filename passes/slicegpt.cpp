@@ -21,10 +21,17 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <filesystem>
 #include <cmath>
 
+#include "blocks.h"
 #include "error.h"
 #include "family.h"
+#include "memstat.h"
+#include "spill.h"
 
 namespace pare {
 
@@ -39,17 +46,36 @@ namespace {
 
 std::string blk(int64_t l) { return "blk." + std::to_string(l) + "."; }
 
-// Folds LayerNorm `norm` (α, β) into the linears that read it.
+// fn(t) computed in float64 over chunks of rows (axis 0) and stored in t's dtype, so a
+// vocab × hidden matrix never exists in float64 at once. fn must treat rows independently.
+torch::Tensor rows_f64(const torch::Tensor& t,
+                       const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+  constexpr int64_t kRows = 4096;
+  torch::Tensor out;
+  for (int64_t i = 0; i < t.size(0); i += kRows) {
+    const int64_t n = std::min(kRows, t.size(0) - i);
+    torch::Tensor r = fn(t.narrow(0, i, n).to(torch::kFloat64));
+    if (!out.defined()) {
+      std::vector<int64_t> shape = r.sizes().vec();
+      shape[0] = t.size(0);
+      out = torch::empty(shape, t.options());
+    }
+    out.narrow(0, i, n).copy_(r);
+  }
+  return out;
+}
+
+// Folds LayerNorm `norm` (α, β) into the linears that read it: W ← W·diag(α), b ← b + W·β.
 void fold_norm_into(Model& m, const std::string& norm, const std::vector<std::string>& readers) {
   torch::Tensor alpha = m.tensors.at(norm + ".weight").to(torch::kFloat64);
   torch::Tensor beta = m.tensors.at(norm + ".bias").to(torch::kFloat64);
   for (const auto& slot : readers) {
     DenseLinear& d = m.dense(slot);
-    torch::Tensor w = d.weight.to(torch::kFloat64);
-    torch::Tensor b = d.bias.defined() ? d.bias.to(torch::kFloat64)
-                                       : torch::zeros({w.size(0)}, torch::kFloat64);
-    d.bias = (b + at::matmul(w, beta)).to(d.weight.scalar_type());
-    d.weight = (w * alpha.unsqueeze(0)).to(d.weight.scalar_type());
+    torch::Tensor wb = rows_f64(d.weight, [&](const torch::Tensor& w) { return at::matmul(w, beta); });
+    if (d.bias.defined())
+      wb = (d.bias.to(torch::kFloat64) + wb.to(torch::kFloat64)).to(d.weight.scalar_type());
+    d.bias = wb;
+    d.weight = rows_f64(d.weight, [&](const torch::Tensor& w) { return w * alpha.unsqueeze(0); });
   }
   m.tensors.erase(norm + ".weight");
   m.tensors.erase(norm + ".bias");
@@ -67,8 +93,12 @@ void centre_writer(Model& m, const std::string& slot) {
 }
 
 void centre_last_axis(torch::Tensor& t) {
-  torch::Tensor x = t.to(torch::kFloat64);
-  t = (x - x.mean(-1, true)).to(t.scalar_type());
+  if (t.dim() < 2) {
+    torch::Tensor x = t.to(torch::kFloat64);
+    t = (x - x.mean(-1, true)).to(t.scalar_type());
+    return;
+  }
+  t = rows_f64(t, [](const torch::Tensor& x) { return x - x.mean(-1, true); });
 }
 
 // Principal directions of the rows of X [..., D]: eigenvectors of Σ XᵀX (float64, damped),
@@ -94,50 +124,62 @@ torch::Tensor covariance(const std::vector<ForwardState>& states) {
 
 }  // namespace
 
-void fold_layernorms(Model& m) {
-  ArchConfig& c = m.config;
-  if (c.norm == "rmsnorm") return;
-  PARE_CHECK(!c.shortcuts, "slicegpt: the model already has shortcut matrices");
-  const auto dtype = m.dtype();
-  m.to_dtype(torch::kFloat64);
-  if (c.is_lm() && c.tie_word_embeddings) {
-    // The head folds the final norm and the embedding is centred (LayerNorm) and rotated at
-    // site 0 while the head reads site 2L: they stop being one matrix. Untied, the head's
-    // vocab × hidden weights count as parameters of their own.
-    m.linears["lm_head"] = std::make_shared<DenseLinear>(m.at("tok_embd").clone(), torch::Tensor());
-    c.tie_word_embeddings = false;
+namespace {
+
+// Folding, in three parts so that slice_gpt can fold one layer right before it first rotates
+// that layer's weights (every tensor touched becomes a new, owned copy: folding the whole model
+// up front would copy all of it out of the memory-mapped checkpoint at once).
+struct Folder {
+  Model& m;
+  bool centre = false;  // LayerNorm: centre the residual writers (SliceGPT §3.2)
+
+  // Unties a tied head and centres the embeddings; from here on the config's norm is the folded
+  // RMSNorm (a layer runs only after fold_layer).
+  void prelude() {
+    ArchConfig& c = m.config;
+    PARE_CHECK(!c.shortcuts, "slicegpt: the model already has shortcut matrices");
+    if (c.is_lm() && c.tie_word_embeddings) {
+      // The head folds the final norm and the embedding is centred (LayerNorm) and rotated at
+      // site 0 while the head reads site 2L: they stop being one matrix. Untied, the head's
+      // vocab × hidden weights count as parameters of their own.
+      m.linears["lm_head"] =
+          std::make_shared<DenseLinear>(m.at("tok_embd").clone(), torch::Tensor());
+      c.tie_word_embeddings = false;
+    }
+    // RMSNorm (Llama) has no mean to subtract: folding its weight is enough. LayerNorm needs
+    // every residual writer centred so that its mean subtraction becomes a no-op.
+    centre = c.norm == "layernorm";
+    if (c.family == "vit") {
+      centre_writer(m, "patch_embd");
+      centre_last_axis(m.tensors.at("cls_token"));
+      centre_last_axis(m.tensors.at("pos_embd"));
+    } else if (centre) {
+      centre_last_axis(m.tensors.at("tok_embd"));
+      if (m.tensors.count("pos_embd")) centre_last_axis(m.tensors.at("pos_embd"));
+    }
+    c.norm = "rmsnorm";
   }
-  // RMSNorm (Llama) has no mean to subtract: folding its weight is enough. LayerNorm needs every
-  // residual writer centred so that its mean subtraction becomes a no-op (SliceGPT §3.2).
-  const bool centre = c.norm == "layernorm";
-  if (c.family == "vit") {
-    centre_writer(m, "patch_embd");
-    centre_last_axis(m.tensors.at("cls_token"));
-    centre_last_axis(m.tensors.at("pos_embd"));
-  } else if (centre) {
-    centre_last_axis(m.tensors.at("tok_embd"));
-    if (m.tensors.count("pos_embd")) centre_last_axis(m.tensors.at("pos_embd"));
-  }
-  auto fold = [&](const std::string& norm, const std::vector<std::string>& readers) {
+
+  void fold(const std::string& norm, const std::vector<std::string>& readers) {
     if (centre) {
       fold_norm_into(m, norm, readers);
       return;
     }
     // RMSNorm weight γ only: W ← W·diag(γ).
     torch::Tensor g = m.tensors.at(norm + ".weight").to(torch::kFloat64);
-    for (const auto& slot : readers) {
-      DenseLinear& d = m.dense(slot);
-      d.weight = (d.weight.to(torch::kFloat64) * g.unsqueeze(0)).to(d.weight.scalar_type());
-    }
+    for (const auto& slot : readers)
+      m.dense(slot).weight =
+          rows_f64(m.dense(slot).weight, [&](const torch::Tensor& w) { return w * g.unsqueeze(0); });
     m.tensors.erase(norm + ".weight");
-  };
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  }
+
+  void layer(int64_t l) {
     const std::string b = blk(l);
     std::vector<std::string> attn_readers{b + "attn_q", b + "attn_k", b + "attn_v"};
     std::vector<std::string> mlp_readers;
     for (const char* u : {"ffn_gate", "ffn_up"})
       if (m.linears.count(b + u)) mlp_readers.push_back(b + u);
-    if (c.parallel_blocks()) {
+    if (m.config.parallel_blocks()) {
       // Phi: one norm feeds attention and MLP.
       attn_readers.insert(attn_readers.end(), mlp_readers.begin(), mlp_readers.end());
       fold(b + "attn_norm", attn_readers);
@@ -150,9 +192,26 @@ void fold_layernorms(Model& m) {
       centre_writer(m, b + "ffn_down");
     }
   }
-  fold("out_norm", {c.family == "vit" ? "cls_head" : "lm_head"});
-  c.norm = "rmsnorm";
-  m.to_dtype(dtype);
+
+  void final() { fold("out_norm", {m.config.family == "vit" ? "cls_head" : "lm_head"}); }
+};
+
+void check_foldable(const ArchConfig& c) {
+  PARE_CHECK(c.family != "gps", "slicegpt: the gps family is refused: its residual stream passes ",
+             "through BatchNorm (per-channel running statistics and affine weights), which does not ",
+             "commute with a rotation, so SliceGPT's invariance (Ashkboos et al. 2024, section 3.1) ",
+             "does not hold");
+}
+
+}  // namespace
+
+void fold_layernorms(Model& m) {
+  if (m.config.norm == "rmsnorm") return;
+  check_foldable(m.config);
+  Folder f{m};
+  f.prelude();
+  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) f.layer(l);
+  f.final();
 }
 
 nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const SliceGptOptions& o,
@@ -171,8 +230,25 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
              "); nothing could be sliced");
   const int64_t d = sliced_width(D, o.slicing, o.round_to);
   torch::NoGradGuard ng;
-  m.to_dtype(torch::kFloat64);
-  fold_layernorms(m);
+  // Memory figures for the notes: the peak RSS of this call against its parts (one layer's
+  // weights as loaded, the calibration activations of one site).
+  const bool peak_reset = reset_peak_rss();
+  const int64_t rss_start = current_rss_bytes();
+  int64_t largest_unit = 0;
+  {
+    const int64_t elem = torch::elementSize(dtype);
+    for (int64_t l = 0; l < L; ++l) largest_unit = std::max(largest_unit, params_under(m, blk(l)) * elem);
+    for (const char* u : {"tok_embd", "lm_head", "patch_embd", "cls_head"})
+      largest_unit = std::max(largest_unit, params_under(m, u) * elem);
+  }
+  // Layer by layer (SliceGPT §3.4 and its reference code): only the layer being sliced is held in
+  // float64 (and, once rotated, as a new owned copy); the rest stays as loaded — memory-mapped
+  // for a safetensors checkpoint — until its turn. The calibration activations of the current
+  // site are the only other large state.
+  const bool folded = m.config.norm == "rmsnorm";
+  check_foldable(m.config);
+  Folder fold{m};
+  if (!folded) fold.prelude();
   Rewriter rw(m);
   rw.add_shortcuts();
 
@@ -180,8 +256,13 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   nlohmann::json kept = nlohmann::json::array();
   // Calibration activations at the current site, in batches, in the site's current basis.
   std::vector<ForwardState> states;
-  for (int64_t i = 0; i < calibration.size(0); i += batch_size)
-    states.push_back(fam.embed(m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i))));
+  for (int64_t i = 0; i < calibration.size(0); i += batch_size) {
+    ForwardState s =
+        fam.embed(m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i)));
+    for (torch::Tensor* t : {&s.x, &s.rope_cos, &s.rope_sin, &s.causal_mask})
+      if (t->defined()) *t = t->to(torch::kFloat64);
+    states.push_back(std::move(s));
+  }
 
   auto slice_site = [&](int64_t site, int64_t width) {
     auto [Q, ev] = pca(covariance(states), o.damping);
@@ -192,17 +273,57 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
     kept.push_back({{"site", site}, {"width", width}, {"variance_kept", frac}});
   };
 
+  int64_t calibration_bytes = 0;
+  for (const auto& s : states) calibration_bytes += s.x.numel() * s.x.element_size();
+  std::unique_ptr<SpillFile> spill;
+  if (!o.spill_dir.empty()) spill = std::make_unique<SpillFile>(o.spill_dir);
+  // Replaces every tensor named under `prefix` by a view of the scratch file.
+  auto spill_under = [&](const std::string& prefix) {
+    auto under = [&](const std::string& n) { return n.compare(0, prefix.size(), prefix) == 0; };
+    for (auto& [name, t] : m.tensors)
+      if (under(name)) t = spill->spill(t);
+    for (auto& [slot, form] : m.linears)
+      if (under(slot)) {
+        DenseLinear& dl = m.dense(slot);
+        dl.weight = spill->spill(dl.weight);
+        if (dl.bias.defined()) dl.bias = spill->spill(dl.bias);
+      }
+  };
+  m.to_dtype(torch::kFloat64, blk(0));
+  if (!folded) fold.layer(0);
   slice_site(0, d);
+  if (spill)  // site 0 is the last to touch the embeddings
+    for (const char* e : {"tok_embd", "pos_embd", "patch_embd", "cls_token"}) spill_under(e);
   for (int64_t l = 0; l < L; ++l) {
     for (auto& s : states) fam.attention(m, l, s);
     // Parallel blocks (phi) have no residual state between attention and MLP to slice.
     if (!m.config.parallel_blocks()) slice_site(2 * l + 1, d);
     for (auto& s : states) fam.mlp(m, l, s);
+    // Site 2l+2 is read by the next layer (or the head): fold it before rotating it.
+    if (l + 1 < L) {
+      m.to_dtype(torch::kFloat64, blk(l + 1));
+      if (!folded) fold.layer(l + 1);
+    } else if (!folded) {
+      fold.final();
+    }
     if (l + 1 < L || o.slice_head) slice_site(2 * l + 2, d);
+    m.to_dtype(dtype, blk(l));
+    if (spill) {
+      spill_under(blk(l));
+#if defined(__GLIBC__)
+      // glibc keeps freed heap memory (its mmap threshold grows after large frees): hand the
+      // finished layer's float64 and pre-rotation copies back to the kernel.
+      malloc_trim(0);
+#endif
+    }
     log(concat("slicegpt: layer ", l + 1, "/", L, " sliced to ", d));
   }
   m.to_dtype(dtype);
   notes["sites"] = kept;
+  notes["memory"] = {{"rss_start_bytes", rss_start},
+                     {"peak_rss_bytes", peak_reset ? peak_rss_bytes() : -1},
+                     {"largest_layer_bytes", largest_unit},
+                     {"calibration_activation_bytes", calibration_bytes}};
   return notes;
 }
 
@@ -215,6 +336,7 @@ class SliceGptPass : public Pass {
     o_.round_to = p.integer("round_to");
     o_.slice_head = p.boolean("slice_head");
     o_.damping = p.number("damping");
+    o_.spill_dir = p.boolean("spill") ? std::filesystem::temp_directory_path().string() : "";
   }
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
     const torch::Tensor calib = calibration_inputs(m, am, ctx, "slicegpt");
@@ -243,6 +365,9 @@ void register_slicegpt(PassTable& t) {
        "also slice the classifier input (the reference keeps the head unsliced)"},
       {"damping", OptionSpec::kNumber, 0.01, 0.0, 1.0, true, {},
        "fraction of mean(diag C) added to the covariance diagonal"},
+      {"spill", OptionSpec::kBool, true, {}, {}, true, {},
+       "keep finished layers in an unlinked scratch file in TMPDIR, memory-mapped, instead of "
+       "in memory"},
   };
   p.create = [](const PassOptions& o) { return std::make_unique<SliceGptPass>(o); };
   t.add(std::move(p));

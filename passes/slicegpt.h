@@ -10,6 +10,10 @@ struct SliceGptOptions {
   int64_t round_to = 8;    // sliced width rounded down to a multiple of this (reference: 8)
   bool slice_head = false; // also slice the classifier's input (reference keeps it)
   double damping = 0.01;   // fraction of mean(diag C) added to C's diagonal
+  // Finished layers are written to an unlinked scratch file in this folder and memory-mapped back
+  // (src/spill.h), so only the layer being sliced stays in anonymous memory. Empty: keep them in
+  // memory.
+  std::string spill_dir;
 };
 
 // Folds every LayerNorm into the adjacent linears (float64 inside) so the model becomes a
@@ -21,8 +25,12 @@ void fold_layernorms(Model& m);
 // (never below round_to, never above D; slicing 0 keeps D).
 int64_t sliced_width(int64_t hidden, double slicing, int64_t round_to);
 
-// Runs SliceGPT on a ViT with the given calibration images [n, C, H, W]. Returns per-site
-// notes (kept width, fraction of the calibration variance kept).
+// Runs SliceGPT layer by layer on calibration inputs (images [n, C, H, W] for vit, token ids
+// [n, T] for decoder LMs): only the current layer is converted to float64, and the calibration
+// activations of the current residual site are the only other large state. Returns notes: per
+// site the kept width and fraction of calibration variance kept; "memory": the peak RSS of the
+// call (bytes, -1 where /proc cannot reset it), the largest layer's weights and the activation
+// bytes. Throws InputError for a gps model (BatchNorm in the residual stream).
 nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const SliceGptOptions& o,
                          int64_t batch_size, const std::function<void(const std::string&)>& log);
 

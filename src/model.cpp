@@ -72,15 +72,18 @@ std::map<std::string, torch::Tensor> Model::flat_tensors() const {
 
 int64_t Model::num_params() const {
   int64_t n = 0;
-  for (const auto& [name, t] : tensors) n += t.numel();
+  const Family& fam = family();
+  for (const auto& [name, t] : tensors)
+    if (!fam.is_buffer(name)) n += t.numel();  // BatchNorm running statistics are not parameters
   for (const auto& [slot, form] : linears) n += form->num_params();
   return n;
 }
 
 std::vector<torch::Tensor> Model::parameters() {
   std::vector<torch::Tensor> out;
+  const Family& fam = family();
   for (auto& [name, t] : tensors)
-    if (t.is_floating_point()) out.push_back(t);
+    if (t.is_floating_point() && !fam.is_buffer(name)) out.push_back(t);
   for (auto& [slot, form] : linears) {
     auto* d = dynamic_cast<DenseLinear*>(form.get());
     PARE_CHECK(d, "training needs dense linears; '", slot, "' is ", form->kind());
@@ -94,10 +97,12 @@ void Model::set_requires_grad(bool on) {
   for (auto& t : parameters()) t.requires_grad_(on);
 }
 
-void Model::to_dtype(torch::ScalarType dtype) {
+void Model::to_dtype(torch::ScalarType dtype, const std::string& prefix) {
+  auto under = [&](const std::string& name) { return name.compare(0, prefix.size(), prefix) == 0; };
   for (auto& [name, t] : tensors)
-    if (t.is_floating_point()) t = t.detach().to(dtype);
-  for (auto& [slot, form] : linears) form->to_dtype(dtype);
+    if (t.is_floating_point() && under(name)) t = t.detach().to(dtype);
+  for (auto& [slot, form] : linears)
+    if (under(slot)) form->to_dtype(dtype);
 }
 
 torch::ScalarType Model::dtype() const {
@@ -189,9 +194,26 @@ void Rewriter::rotate(const std::string& name, const torch::Tensor& Q) {
   }
   for (const auto& u : g.uses) {
     torch::Tensor& t = m_.at(u.name);
-    torch::Tensor q = Q.to(t.scalar_type());
-    torch::Tensor r = at::tensordot(t.detach(), q, {u.axis}, {0});  // rotated axis moves last
-    t = r.movedim(-1, u.axis).contiguous();
+    const torch::Tensor q = Q.to(torch::kFloat64);
+    auto rotated = [&](const torch::Tensor& x) {  // rotated axis moves last, then back
+      return at::tensordot(x.detach().to(torch::kFloat64), q, {u.axis}, {0}).movedim(-1, u.axis);
+    };
+    // In chunks along another axis, so that a vocab × hidden embedding never exists in float64
+    // whole (a layer-by-layer pass holds one layer's worth of memory).
+    constexpr int64_t kChunk = 4096;
+    const int64_t along = u.axis == 0 ? 1 : 0;
+    if (t.dim() < 2 || t.size(along) <= kChunk) {
+      t = rotated(t).to(t.scalar_type()).contiguous();
+      continue;
+    }
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[u.axis] = Q.size(1);
+    torch::Tensor out = torch::empty(shape, t.options());
+    for (int64_t i = 0; i < t.size(along); i += kChunk) {
+      const int64_t n = std::min(kChunk, t.size(along) - i);
+      out.narrow(along, i, n).copy_(rotated(t.narrow(along, i, n)));
+    }
+    t = out;
   }
   apply_size(g, Q.size(1));
 }

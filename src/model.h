@@ -78,11 +78,13 @@ class Model {
 
   // Every stored tensor by flat name (linear parts included).
   std::map<std::string, torch::Tensor> flat_tensors() const;
-  int64_t num_params() const;
-  // Leaf tensors for training (all floating tensors).
+  int64_t num_params() const;  // buffers (Family::is_buffer) not counted
+  // Leaf tensors for training: floating tensors except buffers (BatchNorm running statistics).
   std::vector<torch::Tensor> parameters();
   void set_requires_grad(bool on);
-  void to_dtype(torch::ScalarType dtype);
+  // Converts floating tensors (and linear forms) to `dtype`; with `prefix`, only those whose flat
+  // or slot name starts with it (layer-by-layer passes convert one "blk.N." at a time).
+  void to_dtype(torch::ScalarType dtype, const std::string& prefix = "");
   torch::ScalarType dtype() const;
   Model clone() const;  // deep copy (hooks not copied)
 
@@ -104,6 +106,8 @@ class Rewriter {
   void keep(const std::string& group, const std::vector<int64_t>& indices);
   // T ×_axis Q on every use: new[.., j, ..] = Σ_i T[.., i, ..] Q[i, j]. Q is [size, d]: rotation
   // and slicing in one (d <= size). Readers then compute x Q · (Qᵀ W) = x W. Refuses norm uses.
+  // Computed in float64 and stored back in each tensor's own dtype (uses may differ in dtype while
+  // a layer-by-layer pass holds one layer in float64).
   void rotate(const std::string& group, const torch::Tensor& Q);
   // Decouples the residual sites: adds identity shortcut matrices ("blk.N.attn_shortcut"
   // [attn_in, mlp_in], "blk.N.ffn_shortcut" [mlp_in, next]) so each site can be rotated alone.

@@ -1,6 +1,13 @@
 #include "safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
@@ -34,13 +41,48 @@ const DtypeInfo& find_dtype(torch::ScalarType t) {
   throw InputError(concat("safetensors: unsupported dtype ", c10::toString(t)));
 }
 
+// A private, copy-on-write memory map of a whole file: pages are read on first touch and written
+// pages become the process's own copies, so the file never changes. Unmapped when the last
+// tensor viewing it is freed.
+struct FileMap {
+  void* data = nullptr;
+  size_t size = 0;
+  ~FileMap() {
+    if (data) munmap(data, size);
+  }
+};
+
+std::shared_ptr<FileMap> map_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  PARE_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(concat(path, ": not a regular file"));
+  }
+  auto map = std::make_shared<FileMap>();
+  map->size = static_cast<size_t>(st.st_size);
+  if (map->size > 0) {
+    void* p = mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      throw InputError(concat(path, ": cannot memory-map: ", std::strerror(err)));
+    }
+    map->data = p;
+  }
+  ::close(fd);
+  return map;
+}
+
 }  // namespace
 
 std::string safetensors_dtype_name(torch::ScalarType t) { return find_dtype(t).name; }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  const std::string bytes = read_file(path);
-  const uint64_t file_size = bytes.size();
+  const std::shared_ptr<FileMap> map = map_file(path);
+  const char* bytes = static_cast<const char*>(map->data);
+  const uint64_t file_size = map->size;
   PARE_CHECK(file_size >= 8, path, ": not a safetensors file: ", file_size,
              " bytes, expected at least the 8-byte header length");
   uint64_t n = 0;
@@ -49,7 +91,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
              file_size, "-byte file (truncated or not safetensors)");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n));
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + n);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(concat(path, ": header is not valid JSON: ", e.what()));
   }
@@ -99,8 +141,25 @@ SafetensorsFile read_safetensors(const std::string& path) {
                "': data_offsets span ", en - b, " bytes but dtype ", dt->name, " shape ",
                e["shape"].dump(), " needs ", numel * dt->size);
     ranges.emplace_back(b, en);
-    torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->type));
-    if (numel > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + b, en - b);
+    const auto opts = torch::TensorOptions().dtype(dt->type);
+    torch::Tensor t;
+    if (numel > 0 && (data_start + b) % dt->size == 0) {
+      // A view of the map (zero copy); the deleter keeps the map alive.
+      // When the tensor dies, the whole pages inside its range are dropped from memory
+      // (MADV_DONTNEED: private pages vanish, file pages reload if touched again), so a pass
+      // that replaces weights layer by layer keeps only the live ones resident.
+      char* p = static_cast<char*>(map->data) + data_start + b;
+      const size_t len = en - b;
+      t = torch::from_blob(p, shape, [map, p, len](void*) {
+            const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+            const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+            const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + len) / page * page;
+            if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+          }, opts);
+    } else {
+      t = torch::empty(shape, opts);  // empty, or misaligned for its dtype: copied
+      if (numel > 0) std::memcpy(t.data_ptr(), bytes + data_start + b, en - b);
+    }
     out.tensors.emplace(name, std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());

@@ -17,11 +17,16 @@
 namespace pare {
 
 struct SafetensorsFile {
-  std::map<std::string, torch::Tensor> tensors;  // contiguous CPU tensors in their stored dtype
+  std::map<std::string, torch::Tensor> tensors;  // contiguous CPU tensors in their stored dtype,
+                                                 // viewing the file's map (see read_safetensors)
   std::map<std::string, std::string> metadata;   // "__metadata__"
 };
 
-// Reads and validates `path`. Tensors are copies owned by the caller (the file is never modified).
+// Reads and validates `path`. The file is memory-mapped privately (copy-on-write): tensors view
+// the map without copying (a tensor whose offset is misaligned for its dtype is copied), pages are
+// read on first touch, writes to a tensor never reach the file, and the map lives as long as any
+// tensor from it. The file must not be truncated in place while its tensors live (pare's own
+// writers replace files by rename, which is safe).
 SafetensorsFile read_safetensors(const std::string& path);
 
 // Serialises to the exact bytes that write_safetensors writes.

@@ -1,0 +1,50 @@
+#include "spill.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "error.h"
+
+namespace pare {
+
+struct SpillFile::Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+SpillFile::SpillFile(const std::string& dir) : fd_(std::make_shared<Fd>()), dir_(dir) {
+  std::string path = dir + "/pare-spill-XXXXXX";
+  fd_->fd = ::mkstemp(path.data());
+  PARE_CHECK(fd_->fd >= 0, dir, ": cannot create a scratch file for spilled layers: ",
+             std::strerror(errno), " (set TMPDIR to a writable folder on disk)");
+  ::unlink(path.c_str());
+}
+
+torch::Tensor SpillFile::spill(const torch::Tensor& t0) {
+  const torch::Tensor t = t0.detach().contiguous();
+  const int64_t n = t.numel() * static_cast<int64_t>(t.element_size());
+  if (n == 0) return t.clone();
+  const int64_t page = ::sysconf(_SC_PAGESIZE);
+  const int64_t at = (offset_ + page - 1) / page * page;
+  const char* src = static_cast<const char*>(t.data_ptr());
+  for (int64_t done = 0; done < n;) {
+    const ssize_t w = ::pwrite(fd_->fd, src + done, static_cast<size_t>(n - done), at + done);
+    PARE_CHECK(w > 0, dir_, ": writing a spilled layer failed: ", std::strerror(errno));
+    done += w;
+  }
+  offset_ = at + n;
+  void* p = ::mmap(nullptr, static_cast<size_t>(n), PROT_READ | PROT_WRITE, MAP_SHARED, fd_->fd, at);
+  PARE_CHECK(p != MAP_FAILED, dir_, ": mapping a spilled layer failed: ", std::strerror(errno));
+  std::shared_ptr<Fd> keep = fd_;
+  return torch::from_blob(
+      p, t.sizes(), [keep, n](void* q) { ::munmap(q, static_cast<size_t>(n)); },
+      torch::TensorOptions().dtype(t.scalar_type()));
+}
+
+}  // namespace pare
