@@ -1,5 +1,6 @@
 #include "builtin.h"
 
+#include "prune_heads.h"
 #include "quantize_pass.h"
 #include "slicegpt.h"
 #include "zero_tprune.h"
@@ -14,6 +15,7 @@ void register_builtin_passes() {
   register_slicegpt(t);
   register_quantize(t);
   register_zero_tprune(t);
+  register_prune_heads(t);
 }
 
 }  // namespace pare
