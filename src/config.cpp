@@ -63,7 +63,7 @@ bool GpsConfig::operator==(const GpsConfig& o) const {
          lappe_layers == o.lappe_layers && lappe_raw_norm == o.lappe_raw_norm &&
          head_layers == o.head_layers && task == o.task && stats_dataset == o.stats_dataset &&
          mean_nodes == o.mean_nodes && mean_edges == o.mean_edges && max_nodes == o.max_nodes &&
-         max_edges == o.max_edges;
+         max_edges == o.max_edges && split == o.split && split_seed == o.split_seed;
 }
 
 bool ArchConfig::hf_expressible() const {
@@ -307,6 +307,7 @@ void ArchConfig::finalize_gps(const std::string& src) {
              gs, "head_layers: expected 1.. with hidden_size / 2^(head_layers - 1) >= 1, got ",
              g.head_layers);
   one_of(g.task, {"classification", "binary", "regression"}, "task");
+  if (!g.split.empty()) one_of(g.split, {"random", "scaffold", "all"}, "split");
   PARE_CHECK(num_labels > 0, src, ": num_labels (output width): expected a positive integer, got ",
              num_labels);
   PARE_CHECK(g.task != "classification" || num_labels >= 2, src, ": num_labels: classification ",
@@ -444,7 +445,7 @@ void read_gps_fields(const nlohmann::json& j, ArchConfig& c, const std::string& 
       "local_model", "global_model", "pooling", "node_encoder", "node_vocab", "node_attr_dims",
       "edge_encoder", "edge_vocab", "rwse_steps", "rwse_dim", "rwse_raw_norm", "lappe_k",
       "lappe_dim", "lappe_layers", "lappe_raw_norm", "head_layers", "task", "stats_dataset",
-      "mean_nodes", "mean_edges", "max_nodes", "max_edges"};
+      "mean_nodes", "mean_edges", "max_nodes", "max_edges", "split", "split_seed"};
   for (auto it = o.begin(); it != o.end(); ++it)
     PARE_CHECK(std::any_of(std::begin(kKeys), std::end(kKeys),
                            [&](const char* k) { return it.key() == k; }),
@@ -471,6 +472,11 @@ void read_gps_fields(const nlohmann::json& j, ArchConfig& c, const std::string& 
   get(o, "mean_edges", g.mean_edges, gs, "a number");
   get(o, "max_nodes", g.max_nodes, gs, "an integer");
   get(o, "max_edges", g.max_edges, gs, "an integer");
+  get(o, "split", g.split, gs, "a string");
+  int64_t seed = static_cast<int64_t>(g.split_seed);
+  get(o, "split_seed", seed, gs, "an integer");
+  PARE_CHECK(seed >= 0, gs, ": split_seed: expected a non-negative integer, got ", seed);
+  g.split_seed = static_cast<uint64_t>(seed);
 }
 
 nlohmann::ordered_json gps_to_json(const GpsConfig& g) {
@@ -497,6 +503,10 @@ nlohmann::ordered_json gps_to_json(const GpsConfig& g) {
   o["mean_edges"] = g.mean_edges;
   o["max_nodes"] = g.max_nodes;
   o["max_edges"] = g.max_edges;
+  if (!g.split.empty()) {
+    o["split"] = g.split;
+    o["split_seed"] = g.split_seed;
+  }
   return o;
 }
 }  // namespace

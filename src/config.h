@@ -103,6 +103,14 @@ struct GpsConfig {
   std::string stats_dataset;
   double mean_nodes = 0, mean_edges = 0;
   int64_t max_nodes = 0, max_edges = 0;
+  // The split the model was trained and validated on (src/graph_eval.h), so evaluation uses the
+  // same test graphs: "random" (TU data sets: random_split 0.8 / 0.1 / 0.1 with split_seed),
+  // "scaffold" (MoleculeNet CSVs: OGB's scaffold split), "all" or "" (unknown: imported models).
+  std::string split;
+  uint64_t split_seed = 0;
+  // Not serialised: BatchNorm in training mode (batch statistics; running statistics updated with
+  // momentum 0.1 and the unbiased batch variance, as torch.nn.BatchNorm1d). Set by the trainer.
+  bool training = false;
   bool operator==(const GpsConfig& o) const;
 };
 

@@ -142,12 +142,14 @@ std::string translate(const std::vector<std::pair<std::string, std::string>>& ta
 // ---- forward pieces
 // ------------------------------------------------------------------------------
 
-// BatchNorm1d in eval mode over axis 1 of x ([rows, C] or [rows, C, L]).
-torch::Tensor batch_norm_eval(const Model& m, const std::string& slot, const torch::Tensor& x) {
+// BatchNorm1d over axis 1 of x ([rows, C] or [rows, C, L]): running statistics in eval mode; with
+// gps.training (the trainer) the batch's statistics (biased variance), and the running ones
+// updated in place as torch.nn.BatchNorm1d(momentum=0.1) does (unbiased variance).
+torch::Tensor gps_batch_norm(const Model& m, const std::string& slot, const torch::Tensor& x) {
   if (x.size(0) == 0) return x;
   return at::batch_norm(x, m.at(slot + ".weight"), m.at(slot + ".bias"),
                         m.at(slot + ".running_mean"), m.at(slot + ".running_var"),
-                        /*training=*/false, 0.1, m.config.layer_norm_eps,
+                        /*training=*/m.config.gps.training, 0.1, m.config.layer_norm_eps,
                         /*cudnn_enabled=*/false);
 }
 
@@ -160,7 +162,7 @@ torch::Tensor graph_sizes(const GraphBatch& b) {
 // mean and variance over all its nodes and channels, then a per-channel affine map.
 torch::Tensor gps_norm(const Model& m, const std::string& slot, const torch::Tensor& x,
                        const ForwardState& s) {
-  if (m.config.norm == "batchnorm") return batch_norm_eval(m, slot, x);
+  if (m.config.norm == "batchnorm") return gps_batch_norm(m, slot, x);
   const GraphBatch& b = *s.graph;
   const int64_t G = b.num_graphs;
   torch::Tensor batch = b.batch.to(x.device());
@@ -420,7 +422,7 @@ class GpsFamily : public Family {
                           sizes.index_select(0, b.batch).unsqueeze(1);
       torch::Tensor pos =
           at::stack({b.lap_vec.to(dt), b.lap_val.to(dt)}, 2).masked_fill(pad.unsqueeze(2), 0.0);
-      if (g.lappe_raw_norm) pos = batch_norm_eval(m, "lappe_norm", pos);
+      if (g.lappe_raw_norm) pos = gps_batch_norm(m, "lappe_norm", pos);
       pos = at::relu(lin(m, "lappe_A", pos));
       for (int64_t j = 0; j + 1 < g.lappe_layers; ++j)
         pos = at::relu(lin(m, "lappe_enc." + std::to_string(j), pos));
@@ -433,7 +435,7 @@ class GpsFamily : public Family {
                  "] (compute_rwse with K = ", g.rwse_steps, "), got ",
                  b.rwse.defined() ? b.rwse.sizes() : c10::IntArrayRef{});
       torch::Tensor r = b.rwse.to(dt);
-      if (g.rwse_raw_norm) r = batch_norm_eval(m, "rwse_norm", r);
+      if (g.rwse_raw_norm) r = gps_batch_norm(m, "rwse_norm", r);
       parts.push_back(lin(m, "rwse_lin", r));
     }
     ForwardState s;
@@ -480,9 +482,9 @@ class GpsFamily : public Family {
         torch::Tensor sigma = at::sigmoid(e_ij);
         torch::Tensor num = at::zeros_like(h).index_add_(0, dst, sigma * Bx.index_select(0, src));
         torch::Tensor den = at::zeros_like(h).index_add_(0, dst, sigma);
-        torch::Tensor x = at::relu(batch_norm_eval(m, b + "local_bn_x", Ax + num / (den + 1e-6)));
+        torch::Tensor x = at::relu(gps_batch_norm(m, b + "local_bn_x", Ax + num / (den + 1e-6)));
         hl = h + x;
-        s.edge_attr = s.edge_attr + at::relu(batch_norm_eval(m, b + "local_bn_e", e_ij));
+        s.edge_attr = s.edge_attr + at::relu(gps_batch_norm(m, b + "local_bn_e", e_ij));
       } else {
         torch::Tensor msg = h.index_select(0, src);
         if (c.gps.local_model == "GINE") msg = at::relu(msg + s.edge_attr);
