@@ -1,5 +1,7 @@
 // pare train --recipe R [--out DIR] [--data DIR] [--set k=v]: trains a model from a recipe's
 // `model:` and `train:` sections and saves it (config.json + model.safetensors + train.json).
+// Graph transformers (model_type: gps) take `data: {dataset: graph, path, split_seed, cache}` and
+// get their encoder vocabularies, task, output width and graph statistics from the data.
 #include <ATen/Parallel.h>
 
 #include <chrono>
@@ -12,6 +14,8 @@
 #include "evaluate.h"
 #include "family.h"
 #include "fileio.h"
+#include "gps.h"
+#include "graph_eval.h"
 #include "images.h"
 #include "recipe.h"
 #include "lm_data.h"
@@ -88,6 +92,143 @@ int train_lm_command(const nlohmann::json& r, const std::string& recipe, const A
   return 0;
 }
 
+// The value of integer key `key` of a JSON object, or `def` when absent or not an integer (the
+// config reader reports the wrong type later).
+int64_t json_int(const nlohmann::json& o, const char* key, int64_t def) {
+  return o.is_object() && o.contains(key) && o[key].is_number_integer() ? o[key].get<int64_t>()
+                                                                        : def;
+}
+
+// pare train for graph transformers (gps). data: {dataset: graph, path: TU folder | HIV.csv |
+// delaney-processed.csv, split: random | all, split_seed, cache: folder ("none": off)}. The
+// model section is completed from the data where it leaves a field out: task and num_labels,
+// node encoder (Atom for molecules, TypeDictNode for TU node labels, LinearNode for dense node
+// attributes) and its vocabularies, edge encoder (Bond / TypeDictEdge when the data has edge
+// features and the local model reads them, else None), the split and the graph statistics of the
+// training split (FLOPs per graph). train.warmup_epochs (when given) sets the warm-up in epochs.
+// Keeps the epoch with the best validation metric; writes config.json, model.safetensors and
+// train.json (per-epoch loss and valid/test metric, times, the resolved recipe).
+int train_graph_command(nlohmann::json r, const std::string& recipe, const std::string& data_arg,
+                        TrainOptions o, int64_t warmup_epochs, const std::string& out,
+                        std::vector<std::string>& problems) {
+  GraphDataOptions go;
+  std::string path;
+  {
+    FieldReader d(r.value("data", nlohmann::json::object()), "/data", problems);
+    d.string("dataset", "graph", {"graph"});
+    path = d.string("path", "");
+    go.split = d.string("split", "random", {"random", "all"});
+    go.split_seed = static_cast<uint64_t>(d.integer("split_seed", 0, 0));
+    go.cache_dir = d.string("cache", "");
+    d.reject_unknown();
+    if (path.empty() && data_arg.empty())
+      d.problem("path", "expected the data set: a TU folder, HIV.csv or delaney-processed.csv");
+  }
+  nlohmann::json& mj = r["model"];
+  if (!mj.contains("gps")) mj["gps"] = nlohmann::json::object();
+  nlohmann::json& gj = mj["gps"];
+  if (!gj.is_object()) problems.push_back("/model/gps: expected a mapping");
+  if (!problems.empty()) throw RecipeError(recipe, problems);
+  PARE_CHECK(!out.empty(), recipe, ": /train/out: no output folder (set it or pass --out)");
+  if (!data_arg.empty()) path = data_arg;
+  go.rwse_steps = std::max<int64_t>(0, json_int(gj, "rwse_steps", 0));
+  go.lappe_k = std::max<int64_t>(0, json_int(gj, "lappe_k", 0));
+  const auto t_data = std::chrono::steady_clock::now();
+  GraphData data = load_graph_data(path, go);
+  const double data_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count();
+  const GraphDataset& ds = data.ds;
+  // Complete the model section from the data.
+  const bool molecules = data.kind != "tu";
+  const std::string local = gj.value("local_model", std::string("GINE"));
+  if (!gj.contains("task")) gj["task"] = ds.task;
+  if (!mj.contains("num_labels")) mj["num_labels"] = ds.task == "classification" ? ds.num_classes : 1;
+  if (!gj.contains("node_encoder"))
+    gj["node_encoder"] = molecules ? "Atom" : ds.node_cat_dims > 0 ? "TypeDictNode" : "LinearNode";
+  const std::string node_enc = gj["node_encoder"].is_string() ? gj["node_encoder"].get<std::string>() : "";
+  if (node_enc == "LinearNode" && !gj.contains("node_attr_dims")) gj["node_attr_dims"] = ds.node_attr_dims;
+  if (node_enc == "TypeDictNode" && !gj.contains("node_vocab") && ds.node_cat_dims > 0)
+    gj["node_vocab"] = std::vector<int64_t>{ds.node_vocab[0]};
+  if (node_enc == "Atom" && !gj.contains("node_vocab")) gj["node_vocab"] = ds.node_vocab;
+  const bool reads_edges = local == "GINE" || local == "CustomGatedGCN";
+  if (!gj.contains("edge_encoder"))
+    gj["edge_encoder"] = !reads_edges || ds.edge_cat_dims == 0 ? "None"
+                         : molecules                           ? "Bond"
+                                                               : "TypeDictEdge";
+  const std::string edge_enc = gj["edge_encoder"].is_string() ? gj["edge_encoder"].get<std::string>() : "";
+  if (edge_enc == "TypeDictEdge" && !gj.contains("edge_vocab") && ds.edge_cat_dims > 0)
+    gj["edge_vocab"] = std::vector<int64_t>{ds.edge_vocab[0]};
+  if (edge_enc == "Bond" && !gj.contains("edge_vocab")) gj["edge_vocab"] = ds.edge_vocab;
+  const GraphStats st = graph_stats(ds, ds.splits.at("train"));
+  gj["stats_dataset"] = ds.name + " train split";
+  gj["mean_nodes"] = st.mean_nodes;
+  gj["mean_edges"] = st.mean_edges;
+  gj["max_nodes"] = st.max_nodes;
+  gj["max_edges"] = st.max_edges;
+  gj["split"] = data.split;
+  gj["split_seed"] = data.split_seed;
+  ArchConfig cfg = config_from_json(mj, recipe + ": /model");
+  check_graph_data_fits(cfg, ds, path);
+  const int64_t n_train = o.limit_train >= 0
+                              ? std::min<int64_t>(o.limit_train, ds.splits.at("train").size())
+                              : static_cast<int64_t>(ds.splits.at("train").size());
+  if (warmup_epochs >= 0)
+    o.warmup_steps = warmup_epochs * ((n_train + o.batch_size - 1) / o.batch_size);
+  Model m = gps_family().init(cfg, o.seed);
+  int64_t flops = 0;
+  for (const auto& row : m.family().costs(m)) flops += row.flops;
+  std::cerr << "train: gps with " << m.num_params() << " params, " << flops
+            << " FLOPs/graph at the training split's mean size; " << data.describe() << ", "
+            << n_train << " training graphs; read in " << data_seconds << " s; "
+            << at::get_num_threads() << " threads\n";
+  GraphTrainResult res = train_graph(m, ds, o);
+  // The kept (best validation) weights, measured again as `pare eval` will.
+  GraphEvalResult valid = evaluate_graph(m, ds, ds.splits.at("valid"), o.eval_batch_size);
+  GraphEvalResult test = evaluate_graph(m, ds, ds.splits.at("test"), o.eval_batch_size);
+  m.config.history.push_back({{"step", "train"}, {"recipe", recipe}, {"data", path},
+                              {"epochs", o.epochs}, {"best_epoch", res.best_epoch},
+                              {"seed", o.seed}, {"seconds", res.run.seconds},
+                              {"threads", at::get_num_threads()},
+                              {"valid_" + res.metric, valid.value},
+                              {"test_" + res.metric, test.value}});
+  StagedDir dir(out);
+  save_model(m, dir.staging());
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : res.epochs)
+    epochs.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"lr_end", e.lr},
+                      {"valid_" + res.metric, e.valid}, {"valid_loss", e.valid_loss},
+                      {"test_" + res.metric, e.test}, {"test_loss", e.test_loss},
+                      {"train_seconds", e.train_seconds}, {"eval_seconds", e.eval_seconds},
+                      {"elapsed_seconds", e.elapsed}});
+  nlohmann::json log = {
+      {"recipe", r},
+      {"data", path},
+      {"data_description", data.describe()},
+      {"data_seconds", data_seconds},
+      {"train_graphs", res.train_graphs},
+      {"metric", res.metric},
+      {"epochs", epochs},
+      {"best_epoch", res.best_epoch},
+      {"valid_" + res.metric, valid.value},
+      {"valid_loss", valid.loss},
+      {"test_" + res.metric, test.value},
+      {"test_loss", test.loss},
+      {"seconds", res.run.seconds},
+      {"threads", at::get_num_threads()},
+      {"steps", res.run.steps},
+      {"warmup_steps", o.warmup_steps},
+      {"final_loss", res.run.final_loss},
+      {"params", m.num_params()},
+      {"flops_per_graph_at_mean", flops}};
+  write_file_atomic(dir.file("train.json"), log.dump(2) + "\n");
+  dir.commit();
+  std::cout << "trained " << out << ": " << res.metric << " valid " << valid.value << ", test "
+            << test.value << " (epoch " << res.best_epoch << " of " << o.epochs
+            << ", best validation), " << res.run.seconds << " s on " << at::get_num_threads()
+            << " threads\n";
+  return 0;
+}
+
 }  // namespace
 
 Runner add_train(CLI::App& app, Common& common) {
@@ -110,8 +251,11 @@ Runner add_train(CLI::App& app, Common& common) {
         problems.push_back("/" + it.key() + ": unknown key for pare train (known: model, train, data)");
     PARE_CHECK(r.contains("model") && r["model"].is_object(), a->recipe,
                ": /model: expected a mapping with the architecture");
-    ArchConfig cfg = config_from_json(r["model"], a->recipe + ": /model");
+    // gps: the model section is completed from the data first (train_graph_command).
+    const bool graph = r["model"].value("model_type", std::string()) == "gps";
+    ArchConfig cfg = graph ? ArchConfig() : config_from_json(r["model"], a->recipe + ": /model");
     TrainOptions o;
+    int64_t warmup_epochs = -1;
     std::string out, init_from;
     {
       FieldReader t(r.value("train", nlohmann::json::object()), "/train", problems);
@@ -131,7 +275,16 @@ Runner add_train(CLI::App& app, Common& common) {
       o.log_every = t.integer("log_every", 50, 0);
       out = t.string("out", "");
       init_from = t.string("init_from", "");
+      if (graph) {
+        warmup_epochs = t.integer("warmup_epochs", -1, 0, 10000);
+        o.eval_batch_size = t.integer("eval_batch_size", 256, 1, 1 << 20);
+      }
       t.reject_unknown();
+    }
+    if (graph) {
+      if (!a->out.empty()) out = a->out;
+      PARE_CHECK(init_from.empty(), a->recipe, ": /train/init_from: not supported for gps");
+      return train_graph_command(r, a->recipe, a->data, o, warmup_epochs, out, problems);
     }
     if (cfg.is_lm()) {
       if (!a->out.empty()) out = a->out;

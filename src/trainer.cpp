@@ -6,10 +6,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 
 #include "error.h"
 #include "evaluate.h"
+#include "family.h"
+#include "graph_eval.h"
 
 namespace pare {
 namespace {
@@ -127,6 +131,121 @@ TrainResult train_classifier(Model& m, const ImageDataset& train, const ImageDat
   res.steps = step;
   res.final_loss = ema;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+GraphTrainResult train_graph(Model& m, const GraphDataset& ds, const TrainOptions& opt) {
+  PARE_CHECK(opt.epochs > 0 && opt.batch_size > 0 && opt.lr > 0 && opt.eval_batch_size > 0,
+             "train: epochs, batch_size, eval_batch_size and lr must be positive");
+  PARE_CHECK(m.config.is_graph(), "train: train_graph needs a graph model (gps), got ",
+             m.config.family);
+  check_graph_data_fits(m.config, ds, ds.name);
+  for (const char* k : {"train", "valid", "test"})
+    PARE_CHECK(ds.splits.count(k) && !ds.splits.at(k).empty(), ds.name, ": the '", k,
+               "' split is missing or empty");
+  torch::manual_seed(opt.seed);
+  auto gen = at::detail::createCPUGenerator(opt.seed);
+  std::vector<int64_t> train = ds.splits.at("train");
+  if (opt.limit_train >= 0 && opt.limit_train < static_cast<int64_t>(train.size())) {
+    // A seeded subset of the training split (the same for a seed), kept in index order.
+    torch::Tensor perm = torch::randperm(static_cast<int64_t>(train.size()), gen, torch::kLong);
+    std::vector<int64_t> sub;
+    for (int64_t i = 0; i < opt.limit_train; ++i) sub.push_back(train[perm[i].item<int64_t>()]);
+    std::sort(sub.begin(), sub.end());
+    train = std::move(sub);
+  }
+  const int64_t n = static_cast<int64_t>(train.size());
+  PARE_CHECK(n > 0, ds.name, ": no training graphs");
+  const int64_t steps_per_epoch = (n + opt.batch_size - 1) / opt.batch_size;
+  const int64_t total = steps_per_epoch * opt.epochs;
+  const std::string task = m.config.gps.task;
+  const Family& fam = m.family();
+
+  m.set_requires_grad(true);
+  auto optim_ptr = make_adamw(m, opt);
+  torch::optim::AdamW& optim = *optim_ptr;
+  auto params = m.parameters();
+
+  GraphTrainResult res;
+  res.metric = graph_metric_name(task);
+  res.train_graphs = n;
+  const bool higher = metric_higher_is_better(res.metric);
+  std::unique_ptr<Model> best;
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  int64_t step = 0;
+  double ema = 0;
+  for (int epoch = 0; epoch < opt.epochs; ++epoch) {
+    const auto te = std::chrono::steady_clock::now();
+    torch::Tensor perm = torch::randperm(n, gen, torch::kLong);
+    const int64_t* pp = perm.data_ptr<int64_t>();
+    double loss_sum = 0, lr = 0;
+    m.config.gps.training = true;
+    for (int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
+      lr = set_lr(optim, opt, step, total);
+      const int64_t lo = s * opt.batch_size, hi = std::min(n, lo + opt.batch_size);
+      std::vector<int64_t> idx;
+      idx.reserve(static_cast<size_t>(hi - lo));
+      for (int64_t i = lo; i < hi; ++i) idx.push_back(train[static_cast<size_t>(pp[i])]);
+      GraphBatch b = collate(ds, idx);
+      optim.zero_grad();
+      torch::Tensor loss = graph_loss(task, fam.forward_graph(m, b), b.y);
+      loss.backward();
+      if (opt.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, opt.clip_grad_norm);
+      optim.step();
+      const double l = loss.item<double>();
+      loss_sum += l * double(hi - lo);
+      ema = step == 0 ? l : 0.98 * ema + 0.02 * l;
+      if (opt.log_every > 0 && (step % opt.log_every == 0 || step == total - 1)) {
+        const double el = since(t0);
+        std::fprintf(stderr,
+                     "train: epoch %d/%d step %lld/%lld loss %.4f lr %.2e  %.0f graphs/s  "
+                     "elapsed %.0fs eta %.0fs (%d threads)\n",
+                     epoch + 1, opt.epochs, (long long)step + 1, (long long)total, ema, lr,
+                     double(epoch * n + hi) / el, el,
+                     el / double(step + 1) * double(total - step - 1), at::get_num_threads());
+      }
+    }
+    m.config.gps.training = false;
+    GraphEpoch e;
+    e.epoch = epoch + 1;
+    e.train_loss = loss_sum / double(n);
+    e.lr = lr;
+    e.train_seconds = since(te);
+    const auto tv = std::chrono::steady_clock::now();
+    m.set_requires_grad(false);
+    GraphEvalResult v = evaluate_graph(m, ds, ds.splits.at("valid"), opt.eval_batch_size);
+    GraphEvalResult t = evaluate_graph(m, ds, ds.splits.at("test"), opt.eval_batch_size);
+    e.valid = v.value;
+    e.valid_loss = v.loss;
+    e.test = t.value;
+    e.test_loss = t.loss;
+    e.eval_seconds = since(tv);
+    e.elapsed = since(t0);
+    res.epochs.push_back(e);
+    const bool better = !best || (higher ? e.valid > res.best_valid : e.valid < res.best_valid);
+    if (better) {
+      best = std::make_unique<Model>(m.clone());
+      res.best_epoch = e.epoch;
+      res.best_valid = e.valid;
+      res.best_test = e.test;
+    }
+    m.set_requires_grad(true);
+    std::fprintf(stderr,
+                 "train: epoch %d/%d train loss %.4f | valid %s %.4f loss %.4f | test %s %.4f "
+                 "loss %.4f | %.0fs train + %.0fs eval%s\n",
+                 e.epoch, opt.epochs, e.train_loss, res.metric.c_str(), e.valid, e.valid_loss,
+                 res.metric.c_str(), e.test, e.test_loss, e.train_seconds, e.eval_seconds,
+                 better ? " (best so far)" : "");
+  }
+  m = std::move(*best);
+  m.set_requires_grad(false);
+  m.config.gps.training = false;
+  res.run.steps = step;
+  res.run.final_loss = ema;
+  res.run.seconds = since(t0);
   return res;
 }
 
