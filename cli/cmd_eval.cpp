@@ -1,6 +1,9 @@
 // pare eval --model DIR: accuracy on the 10k Fashion-MNIST test images, params, FLOPs, bytes,
 // latency; for a decoder LM (--task lm-perplexity, the default for LMs): perplexity on a text file,
 // KL / top-1 agreement against a reference model, FLOPs per token, tokens/s.
+// pare eval --model M --data PATH for a graph transformer (gps): the metric of the model's task
+// (accuracy / ROC-AUC / MAE) and loss on a split of a graph data set (the model's recorded
+// split), params, FLOPs per graph, bytes, graphs/s.
 // pare inspect --model DIR: the per-layer table (heads, widths, params, FLOPs).
 // pare generate --model M: greedy continuation of a prompt (decoder LMs).
 #include <ATen/Parallel.h>
@@ -15,6 +18,7 @@
 #include "evaluate.h"
 #include "family.h"
 #include "fileio.h"
+#include "graph_eval.h"
 #include "lm_data.h"
 #include "lm_eval.h"
 #include "pipeline.h"
@@ -30,11 +34,23 @@ int64_t lm_flops_per_token(const Model& m) {
   return flops / m.config.seq_len();
 }
 
+// Sum of a model's per-layer FLOPs at graph statistics (n nodes, E directed edges) per graph.
+int64_t gps_flops_at(const Model& m, double n, double E) {
+  Model probe = m;  // tensors shared; only the statistics change
+  probe.config.gps.mean_nodes = n;
+  probe.config.gps.mean_edges = E;
+  int64_t f = 0;
+  for (const auto& r : probe.family().costs(probe)) f += r.flops;
+  return f;
+}
+
+std::string fixed(double v, int digits) { return concat(std::fixed, std::setprecision(digits), v); }
+
 }  // namespace
 
 Runner add_eval(CLI::App& app, Common&) {
   struct Args {
-    std::string model, data, json, task, tokenizer, reference;
+    std::string model, data, json, task, tokenizer, reference, split = "test", cache;
     int64_t limit = -1, batch = 256, seq_len = 0;
     std::vector<int64_t> latency{1, 256};
   };
@@ -88,6 +104,54 @@ Runner add_eval(CLI::App& app, Common&) {
     }
     return 0;
   };
+  auto run_graph_eval = [](const Args& a, const Model& m) -> int {
+    PARE_CHECK(!a.data.empty(), "--data: a graph model needs its data set (a TU folder, HIV.csv ",
+               "or delaney-processed.csv)");
+    GraphData d = load_graph_data(a.data, graph_data_options(m.config, a.cache));
+    check_graph_data_fits(m.config, d.ds, a.data);
+    std::vector<int64_t> idx = split_indices(d, a.split);
+    if (a.limit > 0 && a.limit < static_cast<int64_t>(idx.size())) idx.resize(a.limit);
+    GraphEvalResult r = evaluate_graph(m, d.ds, idx, a.batch);
+    const double flops = mean_graph_flops(m, d.ds, idx);
+    const GpsConfig& g = m.config.gps;
+    const int64_t at_stats = gps_flops_at(m, g.mean_nodes, g.mean_edges),
+                  bytes = checkpoint_bytes(m);
+    const bool pct = r.metric == "accuracy";
+    std::cout << "| model | split | " << (pct ? "accuracy %" : r.metric)
+              << " | loss | graphs | params | FLOPs/graph | bytes | graphs/s |\n"
+              << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    std::cout << "| " << a.model << " | " << a.split << " | "
+              << (pct ? fixed(100 * r.value, 2) : fixed(r.value, 4)) << " | " << fixed(r.loss, 4)
+              << " | " << r.count << " | " << m.num_params() << " | " << std::llround(flops)
+              << " | " << bytes << " | " << fixed(r.graphs_per_second, 0) << " |\n";
+    std::cout << "\n" << d.describe() << "; " << r.metric << " on " << r.count << " " << a.split
+              << " graphs; FLOPs = 2 x MACs per graph, mean over these graphs at each one's own "
+              << "size (" << at_stats << " at the model's stated "
+              << (g.stats_dataset.empty() ? std::string("statistics") : g.stats_dataset)
+              << " mean of " << fixed(g.mean_nodes, 1) << " nodes / " << fixed(g.mean_edges, 1)
+              << " edges); graphs/s: forward passes only, batch " << a.batch << "; "
+              << at::get_num_threads() << " threads\n";
+    if (!a.json.empty()) {
+      nlohmann::json j = {{"model", a.model},
+                          {"data", a.data},
+                          {"data_description", d.describe()},
+                          {"split", a.split},
+                          {"metric", r.metric},
+                          {"value", r.value},
+                          {"loss", r.loss},
+                          {"graphs", r.count},
+                          {"params", m.num_params()},
+                          {"flops_per_graph", flops},
+                          {"flops_per_graph_at_stats", at_stats},
+                          {"bytes", bytes},
+                          {"graphs_per_second", r.graphs_per_second},
+                          {"forward_seconds", r.forward_seconds},
+                          {"batch_size", a.batch},
+                          {"threads", at::get_num_threads()}};
+      write_file_atomic(a.json, j.dump(2) + "\n");
+    }
+    return 0;
+  };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("eval", "Evaluate a model: accuracy, params, FLOPs, bytes, latency");
   sub->add_option("--model", a->model, "Model folder")->required();
@@ -107,13 +171,24 @@ Runner add_eval(CLI::App& app, Common&) {
   sub->add_option("--latency-batches", a->latency, "Batch sizes to time (empty: skip)")
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
-  return [a, run_lm_eval]() -> int {
+  sub->add_option("--split", a->split, "Graph models: train, valid or test")->capture_default_str();
+  sub->add_option("--cache", a->cache,
+                  "Graph models: cache folder for converted molecules (default "
+                  "$XDG_CACHE_HOME/pare or ~/.cache/pare; none: off)");
+  return [a, run_lm_eval, run_graph_eval]() -> int {
     PARE_CHECK(a->batch > 0, "--batch-size: expected a positive integer, got ", a->batch);
     PARE_CHECK(a->limit == -1 || a->limit > 0, "--limit: expected -1 (all) or a positive integer, got ",
                a->limit);
     for (int64_t b : a->latency)
       PARE_CHECK(b > 0, "--latency-batches: expected positive batch sizes, got ", b);
     Model m = load_model(a->model);
+    PARE_CHECK(a->split == "train" || a->split == "valid" || a->split == "test",
+               "--split: expected train, valid or test, got '", a->split, "'");
+    if (m.config.is_graph()) {
+      PARE_CHECK(a->task.empty() || a->task == "graph", "--task: a gps model takes graph ",
+                 "inputs (task graph), got '", a->task, "'");
+      return run_graph_eval(*a, m);
+    }
     const std::string task = a->task.empty() ? (m.config.is_lm() ? "lm-perplexity" : "image-classification") : a->task;
     PARE_CHECK(task == "image-classification" || task == "lm-perplexity",
                "--task: expected image-classification or lm-perplexity, got '", task, "'");
@@ -153,6 +228,48 @@ Runner add_inspect(CLI::App& app, Common&) {
     auto rows = m.family().costs(m);
     int64_t flops = 0;
     for (auto& r : rows) flops += r.flops;
+    if (c.is_graph()) {
+      const GpsConfig& g = c.gps;
+      auto vocab = [](const std::vector<int64_t>& v) {
+        std::string s;
+        for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+        return " [" + s + "]";
+      };
+      std::cout << *model << ": gps (GraphGPS), " << c.num_hidden_layers << " layers, hidden size "
+                << c.hidden_size << ", " << c.layers[0].heads << " heads (layer 0), local "
+                << g.local_model << ", global " << g.global_model << ", FFN "
+                << c.layers[0].intermediate_size << ", norm " << c.norm << "\n"
+                << "encoders: node " << g.node_encoder
+                << (g.node_encoder == "LinearNode" ? concat(" (", g.node_attr_dims, " features)")
+                                                   : vocab(g.node_vocab))
+                << ", edge " << g.edge_encoder
+                << (g.edge_encoder == "None" ? std::string() : vocab(g.edge_vocab)) << "; PE "
+                << (g.rwse_steps > 0 ? concat("RWSE K=", g.rwse_steps, " -> ", g.rwse_dim)
+                                     : std::string("no RWSE"))
+                << ", "
+                << (g.lappe_k > 0 ? concat("LapPE k=", g.lappe_k, " -> ", g.lappe_dim, " (DeepSet ",
+                                           g.lappe_layers, " layers)")
+                                  : std::string("no LapPE"))
+                << "; pooling " << g.pooling << ", head " << g.head_layers << " layers; task "
+                << g.task << " (" << c.num_labels << " outputs)"
+                << (g.split.empty() ? std::string()
+                                    : concat("; split ", g.split,
+                                             g.split == "random" ? concat(" seed ", g.split_seed)
+                                                                 : std::string()))
+                << "\n";
+      std::cout << "params " << m.num_params() << ", checkpoint bytes " << checkpoint_bytes(m)
+                << ", FLOPs/graph " << flops << " at the mean of "
+                << (g.stats_dataset.empty() ? std::string("(no data set stated)") : g.stats_dataset)
+                << " (" << fixed(g.mean_nodes, 2) << " nodes, " << fixed(g.mean_edges, 2)
+                << " directed edges), " << gps_flops_at(m, double(g.max_nodes), double(g.max_edges))
+                << " at its maximum (" << g.max_nodes << " nodes, " << g.max_edges
+                << " edges)\n\n";
+      std::cout << layer_table_markdown(rows);
+      std::cout << "\ntokens = nodes per graph at the mean; FLOPs = 2 x MACs per graph "
+                   "(local part per node/edge, attention per node pair, FFN per node)\n";
+      if (!c.history.empty()) std::cout << "\nhistory: " << c.history.dump() << "\n";
+      return 0;
+    }
     if (c.is_lm()) {
       const auto& d0 = c.layers[0];
       std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers
