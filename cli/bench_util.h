@@ -30,6 +30,7 @@ BenchCommand bench_quantize(CLI::App* bench);  // cmd_bench_quantize.cpp
 BenchCommand bench_slicegpt_lm(CLI::App* bench);  // cmd_bench_lm.cpp
 BenchCommand bench_lm_speed(CLI::App* bench);     // cmd_bench_lm.cpp
 BenchCommand bench_slicegpt_memory(CLI::App* bench);  // cmd_bench_lm.cpp
+BenchCommand bench_gps_speed(CLI::App* bench);        // cmd_bench_gps.cpp
 
 double now_ms();
 

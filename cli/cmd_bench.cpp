@@ -133,7 +133,8 @@ Runner add_bench(CLI::App& app, Common&) {
   auto cmds = std::make_shared<std::vector<BenchCommand>>(
       std::vector<BenchCommand>{bench_slicegpt(bench), bench_zero_tprune(bench),
                                 bench_quantize(bench), bench_slicegpt_lm(bench),
-                                bench_lm_speed(bench), bench_slicegpt_memory(bench)});
+                                bench_lm_speed(bench), bench_slicegpt_memory(bench),
+                                bench_gps_speed(bench)});
   return [cmds]() -> int {
     for (const auto& c : *cmds)
       if (c.sub->parsed()) return c.run();

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "error.h"
 #include "fileio.h"
+#include "graph_eval.h"
 #include "lm_data.h"
 #include "lm_eval.h"
 #include "pipeline.h"
@@ -49,19 +50,31 @@ Runner add_compress(CLI::App& app, Common&) {
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
     };
-    const bool text = r.dataset == "text";
+    const bool text = r.dataset == "text", graphs = r.dataset == "graphs";
     if (text && !a->data.empty()) r.text_path = a->data;
+    if (graphs && !a->data.empty()) r.graph_path = a->data;
     std::optional<ImageDataset> test;
-    if (!text) {
+    if (!text && !graphs) {
       if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
       test = load_fashion_mnist(r.data_dir, "test");
     }
     check_out_not_input(a->out, a->model);
     Model m = load_model(a->model);
-    PARE_CHECK(text == m.config.is_lm(), a->recipe, ": /data/dataset: ", r.dataset,
-               " does not fit a ", m.config.family, " model (",
-               m.config.is_lm() ? "language models use dataset: text" : "use fashion-mnist", ")");
+    PARE_CHECK(text == m.config.is_lm() && graphs == m.config.is_graph(), a->recipe,
+               ": /data/dataset: ", r.dataset, " does not fit a ", m.config.family, " model (",
+               m.config.is_lm()      ? "language models use dataset: text"
+               : m.config.is_graph() ? "graph transformers use dataset: graphs"
+                                     : "use fashion-mnist",
+               ")");
     EvalData data;
+    std::optional<GraphData> gdata;
+    if (graphs) {
+      gdata = load_graph_data(r.graph_path, graph_data_options(m.config));
+      check_graph_data_fits(m.config, gdata->ds, r.graph_path);
+      data.graphs = &gdata->ds;
+      data.graph_idx = split_indices(*gdata, "test");
+      log(concat(data.graph_idx.size(), " test graphs of ", gdata->describe()));
+    }
     torch::Tensor calibration;
     std::unique_ptr<Tokenizer> tok;
     if (text) {
@@ -83,7 +96,7 @@ Runner add_compress(CLI::App& app, Common&) {
       }
       log(concat(data.lm_windows.size(0), " evaluation windows of ", T, " tokens from ",
                  r.text_path));
-    } else {
+    } else if (!graphs) {
       data.images = &*test;
     }
     StagedDir out(a->out);
@@ -94,7 +107,7 @@ Runner add_compress(CLI::App& app, Common&) {
                                                         ? a->model + "/model.safetensors"
                                                         : a->model + "/config.json")},
                              {"recipe_hash", file_hash(a->recipe)},
-                             {"data", text ? r.text_path : r.data_dir}};
+                             {"data", text ? r.text_path : graphs ? r.graph_path : r.data_dir}};
     PipelineResult res = run_pipeline(m, r, data, log, calibration);
     save_model(m, out.staging());
     if (tok && folder && std::filesystem::exists(a->model + "/tokenizer.json"))

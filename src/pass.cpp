@@ -103,6 +103,8 @@ PassOptions PassTable::resolve(const nlohmann::json& stage, const std::string& p
 
 torch::Tensor calibration_inputs(const Model& m, AnalysisManager& am, const PassContext& ctx,
                                  const std::string& pass) {
+  PARE_CHECK(!m.config.is_graph(), pass, ": calibration inputs for graph transformers (gps) are ",
+             "not supported yet; use a pass that needs no calibration data (prune-heads)");
   if (!m.config.is_lm()) return am.get<CalibrationImages>(m, ctx);
   PARE_CHECK(ctx.calibration_tokens.defined(), pass, ": a language model needs calibration text ",
              "(recipe calibration.path)");

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "evaluate.h"
+#include "graph_eval.h"
 #include "fileio.h"
 #include "lm_eval.h"
 #include "recipe.h"
@@ -90,8 +91,12 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   }
   {
     FieldReader d(j.value("data", nlohmann::json::object()), "/data", problems);
-    r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text"});
-    if (r.dataset == "text") {
+    r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text", "graphs"});
+    if (r.dataset == "graphs") {
+      r.graph_path = d.string("path", "");
+      if (r.graph_path.empty())
+        d.problem("path", "expected a TU data set folder or a MoleculeNet CSV (HIV.csv)");
+    } else if (r.dataset == "text") {
       r.text_path = d.string("path", "");
       r.tokenizer_path = d.string("tokenizer", "");
       if (r.text_path.empty()) d.problem("path", "expected the evaluation text file");
@@ -117,6 +122,22 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
 StageRow measure_stage(const std::string& name, const Model& m, const EvalData& data,
                        const EvalSettings& eval) {
   if (data.images) return measure_stage(name, m, *data.images, eval);
+  if (data.graphs) {
+    StageRow row;
+    row.stage = name;
+    std::vector<int64_t> idx = data.graph_idx;
+    if (eval.limit > 0 && static_cast<int64_t>(idx.size()) > eval.limit) idx.resize(eval.limit);
+    const GraphEvalResult r = evaluate_graph(m, *data.graphs, idx, eval.batch_size);
+    row.metric = r.metric;
+    row.accuracy = r.metric == "mae" ? r.value : 100.0 * r.value;
+    row.graphs_per_second = r.graphs_per_second;
+    row.eval_seconds = r.forward_seconds;
+    row.params = m.num_params();
+    row.layers = m.family().costs(m);
+    row.flops = static_cast<int64_t>(std::llround(mean_graph_flops(m, *data.graphs, idx)));
+    row.bytes = checkpoint_bytes(m);
+    return row;
+  }
   PARE_ASSERT(data.lm_windows.defined(), "no evaluation data");
   StageRow row;
   row.stage = name;
@@ -236,16 +257,20 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
   }
   if (r.budget.max_ppl_increase)
     throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
+  if (res.rows.front().metric == "mae" && !r.budget.empty())
+    throw InputError(concat(r.path, ": /budget/accuracy: a regression model is measured by MAE; ",
+                            "an accuracy budget does not apply"));
   const double base = res.rows.front().accuracy, fin = res.rows.back().accuracy;
-  if (r.budget.max_drop && base - fin > *r.budget.max_drop + 1e-9) {
+  const std::string what = res.rows.front().metric == "rocauc" ? "ROC-AUC" : "accuracy";
+  if (r.budget.max_drop && !(base - fin <= *r.budget.max_drop + 1e-9)) {  // NaN fails
     res.budget_ok = false;
-    res.budget_message = concat("accuracy dropped ", base - fin, " points (", base, "% -> ", fin,
+    res.budget_message = concat(what, " dropped ", base - fin, " points (", base, "% -> ", fin,
                                 "%), budget max_drop ", *r.budget.max_drop);
-  } else if (r.budget.min && fin < *r.budget.min - 1e-9) {
+  } else if (r.budget.min && !(fin >= *r.budget.min - 1e-9)) {
     res.budget_ok = false;
-    res.budget_message = concat("accuracy ", fin, "% is below the budget min ", *r.budget.min, "%");
+    res.budget_message = concat(what, " ", fin, "% is below the budget min ", *r.budget.min, "%");
   } else if (!r.budget.empty()) {
-    res.budget_message = concat("accuracy budget met (", base, "% -> ", fin, "%)");
+    res.budget_message = concat(what, " budget met (", base, "% -> ", fin, "%)");
   }
   return res;
 }
@@ -275,6 +300,21 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows) {
            fmt("%.5f", r.kl) + " | " + fmt("%.2f", 100.0 * r.top1) + " | " +
            std::to_string(r.params) + " | " + human(double(r.flops)) + " | " +
            std::to_string(r.bytes) + " | " + fmt("%.0f", r.tokens_per_second) + " | " +
+           (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
+    return s;
+  }
+  if (!rows.empty() && !rows.front().metric.empty()) {
+    const std::string& mt = rows.front().metric;
+    const bool mae = mt == "mae";
+    std::string s = concat("| stage | ", mae ? "MAE" : mt == "rocauc" ? "ROC-AUC %" : "accuracy %",
+                           " | Δ ", mae ? "MAE" : "(points)",
+                           " | params | FLOPs/graph | bytes | graphs/s | pass time (s) |\n",
+                           "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& r : rows)
+      s += "| " + r.stage + " | " + fmt(mae ? "%.4f" : "%.2f", r.accuracy) + " | " +
+           fmt(mae ? "%+.4f" : "%+.2f", r.accuracy - rows.front().accuracy) + " | " +
+           std::to_string(r.params) + " | " + human(double(r.flops)) + " | " +
+           std::to_string(r.bytes) + " | " + fmt("%.0f", r.graphs_per_second) + " | " +
            (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
     return s;
   }
@@ -342,6 +382,22 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
                       {"layers", layers}});
       continue;
     }
+    if (!row.metric.empty()) {
+      const bool mae = row.metric == "mae";
+      rows.push_back({{"stage", row.stage},
+                      {"metric", row.metric},
+                      {"value", mae ? row.accuracy : row.accuracy / 100.0},
+                      {"delta", (row.accuracy - res.rows.front().accuracy) / (mae ? 1.0 : 100.0)},
+                      {"params", row.params},
+                      {"flops_per_graph", row.flops},
+                      {"bytes", row.bytes},
+                      {"graphs_per_second", row.graphs_per_second},
+                      {"pass_seconds", row.pass_seconds},
+                      {"eval_seconds", row.eval_seconds},
+                      {"notes", row.notes},
+                      {"layers", layers}});
+      continue;
+    }
     rows.push_back({{"stage", row.stage},
                     {"accuracy", row.accuracy},
                     {"delta_accuracy", row.accuracy - res.rows.front().accuracy},
@@ -361,7 +417,12 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
           {"calibration", {{"samples", r.calibration_samples}, {"seed", r.calibration_seed}}},
           {"threads", res.threads},
           {"flops_counted",
-           r.dataset == "text"
+           r.dataset == "graphs"
+               ? "2 x MACs per graph, averaged over the evaluated graphs at each graph's own node "
+                 "and edge counts: node-wise linears (encoders, local MPNN, Q/K/V/O, FFN) per node, "
+                 "GatedGCN edge linear per edge, attention QK^T and AV per node pair of a graph, "
+                 "head once; embeddings, norms, softmax, activations, sums excluded"
+               : r.dataset == "text"
                ? "2 x MACs of matmuls of one context_length sequence divided by its tokens: Q/K/V/O, "
                  "MLP, shortcut matrices, full QK^T and AV, lm_head on every token; norms, softmax, "
                  "activations, adds excluded"
@@ -380,7 +441,9 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   s += "- pipeline: `" + r.one_line() + "`\n";
   s += "- recipe: " + r.path + "\n";
   if (inputs.contains("model")) s += "- model: " + inputs["model"].get<std::string>() + "\n";
-  if (r.dataset == "text") {
+  if (r.dataset == "graphs") {
+    s += concat("- graphs: ", r.graph_path, " (the test split recorded in the model's config)\n");
+  } else if (r.dataset == "text") {
     s += concat("- evaluation text: ", r.text_path, "; perplexity over non-overlapping windows, ",
                 "KL / top-1 against the baseline on the same tokens\n");
     s += concat("- calibration: ", r.calibration_samples, " windows of ", r.calibration_path, ", seed ",
@@ -391,7 +454,10 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   }
   s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",
               r.eval.latency_reps, " runs after 3 warm-up runs\n");
-  s += r.dataset == "text"
+  s += r.dataset == "graphs"
+           ? "- FLOPs/graph = 2 × MACs per graph, mean over the test graphs at their own node and "
+             "edge counts (attention per node pair; norms, softmax, activations excluded)\n\n"
+           : r.dataset == "text"
            ? "- FLOPs/token = 2 × MACs of all matmuls of one context_length sequence / its tokens "
              "(full QKᵀ and AV, lm_head on every token; norms, softmax, activations, adds excluded)\n\n"
            : "- FLOPs = 2 × MACs of all matmuls per image (attention QKᵀ and AV included; norms, "

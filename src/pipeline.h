@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "family.h"
+#include "graph_data.h"
 #include "images.h"
 #include "pass.h"
 
@@ -35,6 +36,9 @@ struct EvalData {
   const ImageDataset* images = nullptr;
   torch::Tensor lm_windows;
   const Model* reference = nullptr;
+  // Graph transformers (gps): the data set and the graphs measured (the test split).
+  const GraphDataset* graphs = nullptr;
+  std::vector<int64_t> graph_idx;
 };
 
 struct Stage {
@@ -51,7 +55,8 @@ struct CompressRecipe {
   std::string data_dir = kDefaultFashionMnistDir;
   // LMs (data.dataset: text): the evaluation text, an optional tokenizer path, the calibration
   // text (calibration.path) and its window length (calibration.seq_len, 0: eval seq_len).
-  std::string dataset = "fashion-mnist";
+  std::string dataset = "fashion-mnist";  // fashion-mnist | text | graphs
+  std::string graph_path;                 // data.dataset graphs: a TU folder or MoleculeNet CSV
   std::string text_path, tokenizer_path, calibration_path;
   int64_t calibration_seq_len = 0;
   int64_t calibration_samples = 1024;
@@ -67,6 +72,10 @@ struct StageRow {
   std::string stage;  // "baseline", "slicegpt", ...
   double accuracy = 0;  // percent
   bool lm = false;      // LM rows: perplexity instead of accuracy
+  // Graph rows (gps): `metric` is accuracy / rocauc (then `accuracy` holds it in percent, so the
+  // accuracy budget applies in points) or mae (then `accuracy` holds the MAE itself).
+  std::string metric;
+  double graphs_per_second = 0;
   double perplexity = 0, kl = 0, top1 = 0, tokens_per_second = 0;
   int64_t params = 0, flops = 0, bytes = 0;
   std::vector<std::pair<int64_t, double>> latency_ms;  // (batch, median ms)
