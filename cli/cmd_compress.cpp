@@ -50,7 +50,7 @@ Runner add_compress(CLI::App& app, Common&) {
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
     };
-    const bool text = r.dataset == "text", graphs = r.dataset == "graphs";
+    const bool text = r.dataset == "text", graphs = r.dataset == "graph";
     if (text && !a->data.empty()) r.text_path = a->data;
     if (graphs && !a->data.empty()) r.graph_path = a->data;
     std::optional<ImageDataset> test;
@@ -63,7 +63,7 @@ Runner add_compress(CLI::App& app, Common&) {
     PARE_CHECK(text == m.config.is_lm() && graphs == m.config.is_graph(), a->recipe,
                ": /data/dataset: ", r.dataset, " does not fit a ", m.config.family, " model (",
                m.config.is_lm()      ? "language models use dataset: text"
-               : m.config.is_graph() ? "graph transformers use dataset: graphs"
+               : m.config.is_graph() ? "graph transformers use dataset: graph"
                                      : "use fashion-mnist",
                ")");
     EvalData data;

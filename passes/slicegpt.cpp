@@ -339,6 +339,7 @@ class SliceGptPass : public Pass {
     o_.spill_dir = p.boolean("spill") ? std::filesystem::temp_directory_path().string() : "";
   }
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
+    check_foldable(m.config);  // before asking for calibration inputs a gps model cannot have
     const torch::Tensor calib = calibration_inputs(m, am, ctx, "slicegpt");
     nlohmann::json notes = slice_gpt(m, calib, o_, ctx.batch_size, ctx.log);
     if (ctx.notes) *ctx.notes = notes;
@@ -369,6 +370,7 @@ void register_slicegpt(PassTable& t) {
        "keep finished layers in an unlinked scratch file in TMPDIR, memory-mapped, instead of "
        "in memory"},
   };
+  p.check = [](const Model& m, const PassOptions&) { check_foldable(m.config); };
   p.create = [](const PassOptions& o) { return std::make_unique<SliceGptPass>(o); };
   t.add(std::move(p));
 }

@@ -91,8 +91,8 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   }
   {
     FieldReader d(j.value("data", nlohmann::json::object()), "/data", problems);
-    r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text", "graphs"});
-    if (r.dataset == "graphs") {
+    r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text", "graph"});
+    if (r.dataset == "graph") {
       r.graph_path = d.string("path", "");
       if (r.graph_path.empty())
         d.problem("path", "expected a TU data set folder or a MoleculeNet CSV (HIV.csv)");
@@ -417,7 +417,7 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
           {"calibration", {{"samples", r.calibration_samples}, {"seed", r.calibration_seed}}},
           {"threads", res.threads},
           {"flops_counted",
-           r.dataset == "graphs"
+           r.dataset == "graph"
                ? "2 x MACs per graph, averaged over the evaluated graphs at each graph's own node "
                  "and edge counts: node-wise linears (encoders, local MPNN, Q/K/V/O, FFN) per node, "
                  "GatedGCN edge linear per edge, attention QK^T and AV per node pair of a graph, "
@@ -441,7 +441,7 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   s += "- pipeline: `" + r.one_line() + "`\n";
   s += "- recipe: " + r.path + "\n";
   if (inputs.contains("model")) s += "- model: " + inputs["model"].get<std::string>() + "\n";
-  if (r.dataset == "graphs") {
+  if (r.dataset == "graph") {
     s += concat("- graphs: ", r.graph_path, " (the test split recorded in the model's config)\n");
   } else if (r.dataset == "text") {
     s += concat("- evaluation text: ", r.text_path, "; perplexity over non-overlapping windows, ",
@@ -454,7 +454,7 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   }
   s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",
               r.eval.latency_reps, " runs after 3 warm-up runs\n");
-  s += r.dataset == "graphs"
+  s += r.dataset == "graph"
            ? "- FLOPs/graph = 2 × MACs per graph, mean over the test graphs at their own node and "
              "edge counts (attention per node pair; norms, softmax, activations excluded)\n\n"
            : r.dataset == "text"

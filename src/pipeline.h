@@ -55,8 +55,8 @@ struct CompressRecipe {
   std::string data_dir = kDefaultFashionMnistDir;
   // LMs (data.dataset: text): the evaluation text, an optional tokenizer path, the calibration
   // text (calibration.path) and its window length (calibration.seq_len, 0: eval seq_len).
-  std::string dataset = "fashion-mnist";  // fashion-mnist | text | graphs
-  std::string graph_path;                 // data.dataset graphs: a TU folder or MoleculeNet CSV
+  std::string dataset = "fashion-mnist";  // fashion-mnist | text | graph
+  std::string graph_path;                 // data.dataset graph: a TU folder or MoleculeNet CSV
   std::string text_path, tokenizer_path, calibration_path;
   int64_t calibration_seq_len = 0;
   int64_t calibration_samples = 1024;

@@ -283,4 +283,49 @@ TEST_F(GpsCli, BadTrainRecipesAreOneLineAndExit2) {
   EXPECT_FALSE(fs::exists(dir_ / "m"));
 }
 
+// pare compress on a gps model: prune-heads keep 1 of the 2 heads. The report's rows carry the
+// test metric (the baseline equals `pare eval`'s), params and FLOPs per graph; the params removed
+// are counted by hand: one head's Q/K/V rows with their biases (3 x (head_dim x d + head_dim)) and
+// its attn_o columns (d x head_dim), with d = 16 and head_dim = 8.
+TEST_F(GpsCli, CompressPruneHeadsReportsGraphRows) {
+  std::ofstream(dir_ / "r.yaml") << "pipeline:\n  - pass: prune-heads\n    keep: 1\n"
+                                    "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
+  PareRun e = pare({"eval", "--model", model().string(), "--data", data("MUTAG"), "--json", "e.json"});
+  ASSERT_EQ(e.code, 0) << show(e);
+  const json ev = json::parse(read_all(dir_ / "e.json"));
+  PareRun r = pare({"compress", "--model", model().string(), "--recipe", "r.yaml", "--out", "out"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json rep = json::parse(read_all(dir_ / "out" / "report.json"));
+  const auto& st = rep["stages"];
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0]["metric"], "accuracy");
+  EXPECT_NEAR(st[0]["value"].get<double>(), ev["value"].get<double>(), 1e-9) << ev.dump();
+  const int64_t d = 16, hd = 8;
+  EXPECT_EQ(st[0]["params"].get<int64_t>() - st[1]["params"].get<int64_t>(),
+            3 * (hd * d + hd) + d * hd);
+  EXPECT_LT(st[1]["flops_per_graph"].get<int64_t>(), st[0]["flops_per_graph"].get<int64_t>());
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "model.safetensors"));
+  // The written model loads and evaluates in a fresh process to the report's figure.
+  PareRun e2 = pare({"eval", "--model", (dir_ / "out").string(), "--data", data("MUTAG"), "--json",
+                     "e2.json"});
+  ASSERT_EQ(e2.code, 0) << show(e2);
+  EXPECT_NEAR(json::parse(read_all(dir_ / "e2.json"))["value"].get<double>(),
+              st[1]["value"].get<double>(), 1e-9);
+}
+
+// SliceGPT on a gps model and image data for a gps model: one line, exit 2, nothing written.
+TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
+  std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n"
+                                    "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
+  std::ofstream(dir_ / "f.yaml") << "pipeline:\n  - pass: prune-heads\n";
+  PareRun s = pare({"compress", "--model", model().string(), "--recipe", "s.yaml", "--out", "o"});
+  EXPECT_EQ(s.code, 2) << show(s);
+  EXPECT_NE(s.err.find("BatchNorm"), std::string::npos) << s.err;
+  EXPECT_FALSE(fs::exists(dir_ / "o"));
+  PareRun f = pare({"compress", "--model", model().string(), "--recipe", "f.yaml", "--out", "o"});
+  EXPECT_EQ(f.code, 2) << show(f);
+  EXPECT_NE(f.err.find("dataset: graph"), std::string::npos) << f.err;
+  EXPECT_FALSE(fs::exists(dir_ / "o"));
+}
+
 }  // namespace
