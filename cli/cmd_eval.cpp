@@ -167,7 +167,9 @@ Runner add_eval(CLI::App& app, Common&) {
   sub->add_option("--reference", a->reference,
                   "LMs: reference model for KL divergence and top-1 agreement on the same tokens");
   sub->add_option("--limit", a->limit, "Use only the first N test images / LM windows (-1: all)");
-  sub->add_option("--batch-size", a->batch, "Evaluation batch size")->capture_default_str();
+  CLI::Option* batch_opt =
+      sub->add_option("--batch-size", a->batch, "Evaluation batch size (graph models: default 32)")
+          ->capture_default_str();
   sub->add_option("--latency-batches", a->latency, "Batch sizes to time (empty: skip)")
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
@@ -175,7 +177,7 @@ Runner add_eval(CLI::App& app, Common&) {
   sub->add_option("--cache", a->cache,
                   "Graph models: cache folder for converted molecules (default "
                   "$XDG_CACHE_HOME/pare or ~/.cache/pare; none: off)");
-  return [a, run_lm_eval, run_graph_eval]() -> int {
+  return [a, run_lm_eval, run_graph_eval, batch_opt]() -> int {
     PARE_CHECK(a->batch > 0, "--batch-size: expected a positive integer, got ", a->batch);
     PARE_CHECK(a->limit == -1 || a->limit > 0, "--limit: expected -1 (all) or a positive integer, got ",
                a->limit);
@@ -187,6 +189,9 @@ Runner add_eval(CLI::App& app, Common&) {
     if (m.config.is_graph()) {
       PARE_CHECK(a->task.empty() || a->task == "graph", "--task: a gps model takes graph ",
                  "inputs (task graph), got '", a->task, "'");
+      // Graphs are padded to the largest of each batch for attention: GraphGPS's batch of 32
+      // keeps that padding small.
+      if (batch_opt->count() == 0) a->batch = 32;
       return run_graph_eval(*a, m);
     }
     const std::string task = a->task.empty() ? (m.config.is_lm() ? "lm-perplexity" : "image-classification") : a->task;

@@ -98,6 +98,9 @@ int64_t json_int(const nlohmann::json& o, const char* key, int64_t def) {
   return o.is_object() && o.contains(key) && o[key].is_number_integer() ? o[key].get<int64_t>()
                                                                         : def;
 }
+std::string json_str(const nlohmann::json& o, const char* key, const std::string& def) {
+  return o.is_object() && o.contains(key) && o[key].is_string() ? o[key].get<std::string>() : def;
+}
 
 // pare train for graph transformers (gps). data: {dataset: graph, path: TU folder | HIV.csv |
 // delaney-processed.csv, split: random | all, split_seed, cache: folder ("none": off)}. The
@@ -140,12 +143,12 @@ int train_graph_command(nlohmann::json r, const std::string& recipe, const std::
   const GraphDataset& ds = data.ds;
   // Complete the model section from the data.
   const bool molecules = data.kind != "tu";
-  const std::string local = gj.value("local_model", std::string("GINE"));
+  const std::string local = json_str(gj, "local_model", "GINE");
   if (!gj.contains("task")) gj["task"] = ds.task;
   if (!mj.contains("num_labels")) mj["num_labels"] = ds.task == "classification" ? ds.num_classes : 1;
   if (!gj.contains("node_encoder"))
     gj["node_encoder"] = molecules ? "Atom" : ds.node_cat_dims > 0 ? "TypeDictNode" : "LinearNode";
-  const std::string node_enc = gj["node_encoder"].is_string() ? gj["node_encoder"].get<std::string>() : "";
+  const std::string node_enc = json_str(gj, "node_encoder", "");
   if (node_enc == "LinearNode" && !gj.contains("node_attr_dims")) gj["node_attr_dims"] = ds.node_attr_dims;
   if (node_enc == "TypeDictNode" && !gj.contains("node_vocab") && ds.node_cat_dims > 0)
     gj["node_vocab"] = std::vector<int64_t>{ds.node_vocab[0]};
@@ -155,7 +158,7 @@ int train_graph_command(nlohmann::json r, const std::string& recipe, const std::
     gj["edge_encoder"] = !reads_edges || ds.edge_cat_dims == 0 ? "None"
                          : molecules                           ? "Bond"
                                                                : "TypeDictEdge";
-  const std::string edge_enc = gj["edge_encoder"].is_string() ? gj["edge_encoder"].get<std::string>() : "";
+  const std::string edge_enc = json_str(gj, "edge_encoder", "");
   if (edge_enc == "TypeDictEdge" && !gj.contains("edge_vocab") && ds.edge_cat_dims > 0)
     gj["edge_vocab"] = std::vector<int64_t>{ds.edge_vocab[0]};
   if (edge_enc == "Bond" && !gj.contains("edge_vocab")) gj["edge_vocab"] = ds.edge_vocab;
