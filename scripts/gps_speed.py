@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -30,22 +29,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 import make_gps_fixtures as ref  # noqa: E402
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-    return out
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lm_speed import read_safetensors  # noqa: E402  (floats as float32, integers kept)
 
 def build(model_dir):
     c = json.load(open(os.path.join(model_dir, "config.json")))
@@ -68,7 +53,7 @@ def build(model_dir):
     if layers and any(l["heads"] != spec["heads"] for l in layers):
         sys.exit(f"gps_speed.py: {model_dir} has per-layer head counts (pruned); the eager model is dense")
     model = ref.GPSModel(spec)
-    W = {k: v.to(torch.float32) for k, v in read_safetensors(os.path.join(model_dir, "model.safetensors")).items()}
+    W = read_safetensors(os.path.join(model_dir, "model.safetensors"))
     names = set(model.state_dict().keys())
     if not any(k.startswith("encoder.node_encoder.encoder1") for k in W):  # bare node encoder
         W = {k.replace("encoder.node_encoder.", "encoder.node_encoder.inner.", 1)
@@ -119,7 +104,6 @@ def main():
         dump = os.path.join("build", f"gps-speed-{name}.safetensors")
         info = run_pare(a.pare, a.threads, model_dir, data, a.batch_size, 1, dump)
         b = read_safetensors(dump)
-        b = {k: (v.to(torch.float32) if v.is_floating_point() else v) for k, v in b.items()}
         with torch.inference_mode():
             got = model(b)
         diff = (got - b["logits"]).abs().max().item()

@@ -31,7 +31,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+          "I64": torch.int64, "U8": torch.uint8}
 
 
 def read_safetensors(path):
@@ -44,8 +45,8 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         a, b = info["data_offsets"]
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).to(torch.float32)
+        t = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
+        out[name] = t.to(torch.float32) if t.is_floating_point() else t  # floats as float32
     return out
 
 
