@@ -17,20 +17,25 @@ double now_ms() {
 }
 
 std::pair<double, double> side_by_side(const Model& a, const Model& b, int64_t batch, int reps) {
-  torch::NoGradGuard ng;
   torch::manual_seed(7);
   const auto& c = a.config;
   torch::Tensor x = torch::randn({batch, c.num_channels, c.image_size, c.image_size});
+  return side_by_side(a, b, reps, [&](const Model& m) { return m.forward(x); });
+}
+
+std::pair<double, double> side_by_side(const Model& a, const Model& b, int reps,
+                                       const std::function<torch::Tensor(const Model&)>& run) {
+  torch::NoGradGuard ng;
   for (int i = 0; i < 3; ++i) {
-    a.forward(x);
-    b.forward(x);
+    run(a);
+    run(b);
   }
   std::vector<double> ta, tb;
   for (int i = 0; i < reps; ++i) {
     double t0 = now_ms();
-    (void)a.forward(x).sum().item<float>();
+    (void)run(a).sum().item<float>();
     double t1 = now_ms();
-    (void)b.forward(x).sum().item<float>();
+    (void)run(b).sum().item<float>();
     double t2 = now_ms();
     ta.push_back(t1 - t0);
     tb.push_back(t2 - t1);

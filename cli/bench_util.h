@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -37,6 +38,9 @@ double now_ms();
 // Median ms of `reps` alternating forwards of a and b on the same random input batch (3 warm-up
 // runs each first), so a/b is a ratio from one run.
 std::pair<double, double> side_by_side(const Model& a, const Model& b, int64_t batch, int reps);
+// The same for any forward: `run` (a model's forward on fixed inputs) alternates between a and b.
+std::pair<double, double> side_by_side(const Model& a, const Model& b, int reps,
+                                       const std::function<torch::Tensor(const Model&)>& run);
 
 // printf-style formatting of one number ("%.2f").
 std::string f(const char* fmt, double v);

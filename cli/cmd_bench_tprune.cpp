@@ -6,6 +6,9 @@
 // forwards, medians), so the speedup is a ratio from one run. The random baseline's accuracy is
 // the mean over --random-seeds seeds. --split train-tail evaluates on the last 10,000 train images
 // instead of the test set (for choosing settings without looking at the test set).
+//
+// With a gps model (--data: its graph data set) the sweep prunes nodes from the global attention
+// instead (methods zero-tprune, attention, random; --split train-tail means the valid split).
 #include <ATen/Parallel.h>
 
 #include <iostream>
@@ -16,23 +19,122 @@
 #include "error.h"
 #include "evaluate.h"
 #include "family.h"
+#include "graph_data.h"
+#include "graph_eval.h"
 #include "zero_tprune.h"
 
 namespace pare::cli {
 
+namespace {
+
+struct TPruneArgs : BenchPaths {
+  TPruneArgs() { out = "results/zero-tprune.md"; }
+  std::string split = "test";
+  std::vector<int64_t> layers{0, 1, 2};
+  std::vector<double> rates{0.9, 0.8, 0.7, 0.6, 0.5, 0.4};
+  std::vector<int64_t> iterations;
+  double similar = 0.0;
+  int64_t random_seeds = 3;
+  int reps = 10;
+  int64_t graphs = 128;  // gps: graphs in the timed batch
+  bool timing = true;
+};
+
+// gps: nodes leave the global attention only (src/gps.cpp). Rows per keep rate and method
+// (zero-tprune with the given settings, attention = mean attention received, random); the
+// task metric on the split, FLOPs per graph averaged at each graph's own size, graphs/s of the
+// first --graphs graphs of the split as one batch, dense and pruned alternating.
+int graph_sweep(const TPruneArgs& a) {
+  Model dense = load_model(a.model);
+  PARE_CHECK(dense.config.token_pruning.empty(), a.model, ": already has node pruning");
+  GraphData d = load_graph_data(a.data, graph_data_options(dense.config));
+  check_graph_data_fits(dense.config, d.ds, a.data);
+  std::vector<int64_t> idx = split_indices(d, a.split == "train-tail" ? "valid" : a.split);
+  if (a.limit > 0 && static_cast<int64_t>(idx.size()) > a.limit) idx.resize(a.limit);
+  std::vector<int64_t> batch_idx = idx;
+  if (static_cast<int64_t>(batch_idx.size()) > a.graphs) batch_idx.resize(a.graphs);
+  const GraphBatch batch = collate(d.ds, batch_idx);
+  const std::string metric = graph_metric_name(dense.config.gps.task);
+  PARE_CHECK(metric != "mae", a.model, ": the sweep reports accuracy or ROC-AUC; ", metric,
+             " models are not supported here");
+  auto score = [&](const Model& m) { return 100.0 * evaluate_graph(m, d.ds, idx, 128).value; };
+  const double v0 = score(dense);
+  const double flops0 = mean_graph_flops(dense, d.ds, idx);
+  auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
+  const std::string unit = metric == "accuracy" ? "accuracy %" : "ROC-AUC ×100";
+  std::ostringstream md;
+  md << "# Zero-TPrune node pruning on a graph transformer (" << a.model << ")\n\n"
+     << "Produced by `scripts/bench` (`pare --threads " << at::get_num_threads()
+     << " bench zero-tprune --model " << a.model << "`). LibTorch intra-op threads: "
+     << at::get_num_threads() << ". Data: " << d.describe() << ", split "
+     << (a.split == "train-tail" ? "valid" : a.split) << " (" << idx.size()
+     << " graphs). Nodes leave the global attention only: the local message passing, the FFN "
+        "and the pooling keep the whole graph; a dropped node's attention output is 0, so its "
+        "attention branch is Norm(h). Steps after the global attention of layers "
+     << CLI::detail::join(a.layers) << "; at each step every graph keeps round(rate × n) of its n "
+        "attending nodes (at least 1; counts cascade). PageRank starts uniform (graphs have no "
+        "CLS); iterations: "
+     << (a.iterations.empty() ? std::string("by depth (30 first third, 5 middle, 1 last third)")
+                              : CLI::detail::join(a.iterations))
+     << "; S stage share of the dropped nodes: " << a.similar
+     << ". FLOPs = 2 × MACs per graph at each graph's own node and edge counts, averaged over "
+        "the split, with each layer's actual attending nodes and the selection's PageRank and "
+        "similarity products; embedding lookups, message sums, norms, softmax, activations "
+        "excluded. Throughput: graphs/s on the first "
+     << batch.num_graphs << " graphs of the split as one batch, median of " << a.reps
+     << " alternating dense/pruned forwards after 3 warm-ups; s = dense latency / pruned "
+        "latency; p = FLOPs_dense / FLOPs_pruned; target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune "
+        "= I′ → S → I with the settings above; attention = mean attention a node receives over "
+        "heads and queries (no PageRank); random = uniform drop (mean over "
+     << a.random_seeds << " seeds).\n\n"
+     << "Dense: " << unit << " " << f("%.2f", v0) << ", " << f("%.4f", flops0 / 1e6)
+     << " MFLOPs/graph.\n\n"
+     << "| keep rate | method | MFLOPs/graph | FLOPs cut | " << unit << " | Δ "
+     << "| graphs/s dense | graphs/s pruned | s | p | s−1 ≥ 0.8(p−1) |\n"
+     << "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  for (double rate : a.rates)
+    for (const std::string method : {"zero-tprune", "attention", "random"}) {
+      Model m = dense.clone();
+      ZeroTPruneOptions o;
+      o.method = method;
+      o.layers = a.layers;
+      o.keep_rate = {rate};
+      o.iterations = a.iterations;
+      o.similar = a.similar;
+      m.config.token_pruning = zero_tprune_schedule(m.config, o);
+      m.config.finalize("bench");
+      const int64_t seeds = method == "random" ? a.random_seeds : 1;
+      double v = 0;
+      for (int64_t sd = 0; sd < seeds; ++sd) {
+        for (auto& st : m.config.token_pruning) st.seed = static_cast<uint64_t>(sd);
+        v += score(m) / double(seeds);
+      }
+      const double fl = mean_graph_flops(m, d.ds, idx), p = flops0 / fl;
+      std::string timing = "| – | – | – | " + f("%.3f", p) + " | – |";
+      if (a.timing) {
+        auto [td, tq] = side_by_side(dense, m, a.reps, [&](const Model& x) {
+          return x.family().forward_graph(x, batch);
+        });
+        const double s = td / tq;
+        const double g = 1000.0 * double(batch.num_graphs);
+        timing = concat("| ", f("%.0f", g / td), " | ", f("%.0f", g / tq), " | ", f("%.3f", s),
+                        " | ", f("%.3f", p), " | ", s - 1 >= 0.8 * (p - 1) ? "yes" : "**no**", " |");
+      }
+      log(concat("rate ", rate, " ", method, ": ", metric, " ", v, " flops cut ",
+                 100.0 * (1 - fl / flops0), "%"));
+      md << "| " << f("%.2f", rate) << " | " << method << " | " << f("%.4f", fl / 1e6) << " | "
+         << f("%.1f%%", 100.0 * (1 - fl / flops0)) << " | " << f("%.2f", v) << " | "
+         << f("%+.2f", v - v0) << " " << timing << "\n";
+    }
+  write_results(a.out, md.str());
+  std::cout << md.str();
+  return 0;
+}
+
+}  // namespace
+
 BenchCommand bench_zero_tprune(CLI::App* bench) {
-  struct Args : BenchPaths {
-    Args() { out = "results/zero-tprune.md"; }
-    std::string split = "test";
-    std::vector<int64_t> layers{0, 1, 2};
-    std::vector<double> rates{0.9, 0.8, 0.7, 0.6, 0.5, 0.4};
-    std::vector<int64_t> iterations;
-    double similar = 0.0;
-    int64_t random_seeds = 3;
-    int reps = 10;
-    bool timing = true;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<TPruneArgs>();
   auto* sub = bench->add_subcommand("zero-tprune",
                                     "Token pruning sweep: accuracy, FLOPs, images/s per method");
   add_bench_paths(sub, *a);
@@ -49,7 +151,10 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
       ->capture_default_str();
   sub->add_option("--reps", a->reps, "Timed runs at batch 256")->capture_default_str();
   sub->add_flag("!--no-timing", a->timing, "Skip the throughput measurement");
+  sub->add_option("--graphs", a->graphs, "gps models: graphs in the timed batch")
+      ->capture_default_str();
   return {sub, [a]() -> int {
+    if (load_model(a->model).config.is_graph()) return graph_sweep(*a);
     ImageDataset data;
     if (a->split == "test") {
       data = load_fashion_mnist(a->data, "test");

@@ -7,6 +7,11 @@
 // stages, weighted PageRank, variance head filter, RMS aggregation); METHODS.md for settings
 // (PageRank iterations 30–50 shallow, 5–10 middle, 1 deep; head variance window [0.01, 0.7]).
 //
+// Graph transformers (gps): nodes are dropped from the global attention only; local message
+// passing, the FFN and the pooling keep the whole graph (a dropped node's attention output is 0,
+// so its h_attn is Norm(h)). Each graph keeps round(keep_rate · n) of its n attending nodes at a
+// step, so batches of graphs need no fixed count; there is no CLS and PageRank starts uniform.
+//
 // What it does: writes a per-layer schedule (ArchConfig::token_pruning: layer, keep count,
 // method, iterations, S-stage count r, seed) into the model; every forward (here, in pare eval,
 // after any later load) then ranks the tokens of each scheduled layer from its attention
@@ -53,15 +58,42 @@ std::vector<TokenPruneStep> zero_tprune_schedule(const ArchConfig& c, const Zero
   check_len(o.keep.size(), "keep");
   check_len(o.iterations.size(), "iterations");
   PARE_CHECK(!o.keep.empty() || !o.keep_rate.empty(), "zero-tprune: give keep_rate or keep");
-  std::vector<TokenPruneStep> steps;
-  int64_t tokens = c.seq_len();
-  for (size_t i = 0; i < n; ++i) {
+  // Layer, method, iterations and seed of step i (checked); the keep fields are filled below.
+  auto base = [&](size_t i) {
     TokenPruneStep st;
     st.layer = o.layers[i];
     PARE_CHECK(st.layer >= 0 && st.layer < L, "zero-tprune: layers[", i, "] = ", st.layer,
                ": expected 0..", L - 1);
     PARE_CHECK(i == 0 || st.layer > o.layers[i - 1], "zero-tprune: layers must increase, got ",
                o.layers[i - 1], " then ", st.layer);
+    st.method = o.method;
+    st.iterations = o.iterations.empty() ? default_iterations(st.layer, L) : per_step(o.iterations, i);
+    st.uniform_init = o.uniform_init;
+    st.seed = static_cast<uint64_t>(o.seed);
+    return st;
+  };
+  if (c.is_graph()) {
+    // Graphs: a keep rate per step, applied to each graph's attending nodes (src/gps.cpp).
+    PARE_CHECK(o.keep.empty(), "zero-tprune: keep (token counts) does not apply to graphs, whose ",
+               "node counts differ; give keep_rate");
+    PARE_CHECK(o.method != "cls-attention", "zero-tprune: method cls-attention needs a CLS token; ",
+               "graphs have none (use attention, the mean attention a node receives)");
+    std::vector<TokenPruneStep> out;
+    for (size_t i = 0; i < n; ++i) {
+      TokenPruneStep st = base(i);
+      PARE_CHECK(c.layers[st.layer].heads > 0, "zero-tprune: layers[", i, "] = ", st.layer,
+                 ": the layer has no attention heads");
+      st.keep_rate = per_step(o.keep_rate, i);
+      PARE_CHECK(st.keep_rate > 0, "zero-tprune: keep_rate[", i, "] must be above 0");
+      st.similar_rate = o.method == "zero-tprune" ? o.similar : 0.0;
+      if (st.keep_rate < 1) out.push_back(st);  // keep rate 1 changes nothing
+    }
+    return out;
+  }
+  std::vector<TokenPruneStep> steps;
+  int64_t tokens = c.seq_len();
+  for (size_t i = 0; i < n; ++i) {
+    TokenPruneStep st = base(i);
     if (!o.keep.empty()) {
       st.keep = per_step(o.keep, i);
       PARE_CHECK(st.keep > specials && st.keep <= tokens, "zero-tprune: keep[", i, "] = ", st.keep,
@@ -74,10 +106,6 @@ std::vector<TokenPruneStep> zero_tprune_schedule(const ArchConfig& c, const Zero
       PARE_CHECK(st.keep > specials, "zero-tprune: keep_rate[", i, "] = ", rate, " keeps no token ",
                  "besides the ", specials, " special one(s) at layer ", st.layer);
     }
-    st.method = o.method;
-    st.iterations = o.iterations.empty() ? default_iterations(st.layer, L) : per_step(o.iterations, i);
-    st.uniform_init = o.uniform_init;
-    st.seed = static_cast<uint64_t>(o.seed);
     if (o.method == "zero-tprune") {
       const int64_t dropped = tokens - st.keep;
       st.similar = std::min<int64_t>(std::llround(o.similar * double(dropped)), (tokens - specials) / 2);
@@ -121,6 +149,15 @@ class ZeroTPrunePass : public Pass {
     m.config.finalize("zero-tprune");
     nlohmann::json steps = nlohmann::json::array();
     for (const auto& st : m.config.token_pruning) {
+      if (m.config.is_graph()) {
+        steps.push_back({{"layer", st.layer},
+                         {"keep_rate", st.keep_rate},
+                         {"iterations", st.iterations},
+                         {"similar_rate", st.similar_rate}});
+        ctx.log(concat("zero-tprune: layer ", st.layer, " keeps ", st.keep_rate,
+                       " of each graph's attending nodes (", st.method, ")"));
+        continue;
+      }
       steps.push_back({{"layer", st.layer},
                        {"tokens_in", m.config.tokens_in(st.layer)},
                        {"keep", st.keep},
@@ -149,8 +186,9 @@ void register_zero_tprune(PassTable& t) {
   using V = std::vector<double>;
   p.options = {
       {"method", OptionSpec::kString, "zero-tprune", {}, {}, true,
-       {"zero-tprune", "random", "cls-attention"},
-       "token importance: zero-tprune (I'->S->I), random drop, or cls-attention (no PageRank)"},
+       {"zero-tprune", "random", "cls-attention", "attention"},
+       "token importance: zero-tprune (I'->S->I), random drop, cls-attention (CLS row, no "
+       "PageRank) or attention (mean attention received, no PageRank)"},
       {"layers", OptionSpec::kIntegerList, nlohmann::json::array({1}), 0.0, 4096.0, true, {},
        "layers (0-based) with a pruning step, increasing; the step runs after the layer's attention"},
       {"keep_rate", OptionSpec::kNumberList, V{0.7}, 0.0, 1.0, true, {},

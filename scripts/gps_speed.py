@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import make_gps_fixtures as ref  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lm_speed import read_safetensors  # noqa: E402  (floats as float32, integers kept)
+from lm_speed import read_safetensors, same_blas_as_pare  # noqa: E402  (floats as float32, integers kept)
 
 def build(model_dir):
     c = json.load(open(os.path.join(model_dir, "config.json")))
@@ -95,6 +95,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default="results/gps-speed.md")
     a = p.parse_args()
+    blas = same_blas_as_pare()
     torch.set_num_threads(a.threads)
     rows = []
     for item in a.models:
@@ -124,7 +125,8 @@ def main():
           f"median over {a.rounds} alternating rounds; collation not timed. The eager model is "
           "tests/fixtures/make_gps_fixtures.py's GraphGPS (plain torch, index_add scatters, "
           "nn.MultiheadAttention over to_dense_batch) with pare's weights; its logits are checked "
-          "against pare's on the same batch before timing.\n",
+          "against pare's on the same batch before timing. "
+          f"BLAS on both sides: OpenBLAS from {blas} (README, \"Threads\").\n",
           "| model | data | graphs | nodes | edges | max |Δ logits| | pare ms | eager ms | pare graphs/s | eager graphs/s | pare / eager |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, info, spec, diff, pm, em, pg, eg in rows:

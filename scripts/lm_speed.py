@@ -35,6 +35,23 @@ DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F
           "I64": torch.int64, "U8": torch.uint8}
 
 
+OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def same_blas_as_pare():
+    """Re-run this script with the BLAS pare's executables use (CMakeLists.txt): Debian's OpenMP
+    build of OpenBLAS, so that PyTorch eager also has one thread pool instead of libgomp's and
+    OpenBLAS's pthreads fighting over the cores (3-4x slower at 2 threads here). The loader reads
+    LD_LIBRARY_PATH only at start, hence the exec. Returns the BLAS folder used, or "system"."""
+    if not os.path.exists(os.path.join(OPENBLAS_OPENMP, "libopenblas.so.0")):
+        return "system"
+    if OPENBLAS_OPENMP not in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = ":".join(x for x in [OPENBLAS_OPENMP, env.get("LD_LIBRARY_PATH")] if x)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    return OPENBLAS_OPENMP
+
+
 def read_safetensors(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
@@ -170,6 +187,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="results/lm-speed.md")
     a = ap.parse_args()
+    blas = same_blas_as_pare()
     torch.set_num_threads(a.threads)
     rows = []
     for spec in a.models:
@@ -194,7 +212,8 @@ def main():
           f"position). Each cell is the median over {a.rounds} alternating rounds (pare, eager, pare, eager, ...) "
           "of the median of 20 (batch 1) or 5 (batch 16) timed forwards after 3 warm-up ones. PyTorch eager: "
           f"Debian python3-torch {torch.__version__}, the Hugging Face computation written out with torch.nn.functional "
-          "under inference_mode (scripts/lm_speed.py). pare: `pare bench lm-speed` (LibTorch 1.13, no autograd).", "",
+          "under inference_mode (scripts/lm_speed.py). pare: `pare bench lm-speed` (LibTorch 1.13, no autograd). "
+          f"BLAS on both sides: OpenBLAS from {blas} (README, \"Threads\").", "",
           "| model | batch × tokens | pare ms | eager ms | pare tokens/s | eager tokens/s | pare / eager throughput |",
           "|---|---|---:|---:|---:|---:|---:|"]
     for name, b, T, p, e, pt, et, r in rows:

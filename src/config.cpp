@@ -148,10 +148,34 @@ void ArchConfig::finalize(const std::string& src) {
   }
   PARE_CHECK(!is_lm() || token_pruning.empty(), src,
              ": pare.token_pruning: token pruning applies to encoders (vit), not to decoder LMs");
-  PARE_CHECK(!is_graph() || token_pruning.empty(), src,
-             ": pare.token_pruning: token pruning is not implemented for graph transformers (gps)");
+  if (is_graph()) {
+    // Graphs: nodes leave the global attention only, at a keep rate per graph (src/gps.cpp).
+    int64_t prev = -1;
+    PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
+               ": pare.token_pruning has ", token_pruning.size(), " steps, more than the ",
+               num_hidden_layers, " layers");
+    for (size_t i = 0; i < token_pruning.size(); ++i) {
+      const auto& st = token_pruning[i];
+      const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
+      PARE_CHECK(st.layer >= 0 && st.layer < num_hidden_layers && st.layer > prev, ts,
+                 ".layer: expected increasing layers in 0..", num_hidden_layers - 1, ", got ",
+                 st.layer);
+      PARE_CHECK(st.keep_rate > 0 && st.keep_rate <= 1, ts,
+                 ".keep_rate: expected a share of the attending nodes in (0, 1], got ", st.keep_rate);
+      PARE_CHECK(st.similar_rate >= 0 && st.similar_rate <= 1, ts,
+                 ".similar_rate: expected 0..1, got ", st.similar_rate);
+      PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "attention",
+                 ts, ".method: expected zero-tprune, random or attention (graphs have no CLS), got '",
+                 st.method, "'");
+      PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
+                 ".iterations: expected 1..1000, got ", st.iterations);
+      PARE_CHECK(layers[st.layer].heads > 0, ts, ".layer: layer ", st.layer,
+                 " has no attention heads to rank its nodes by");
+      prev = st.layer;
+    }
+  }
   int64_t tokens = seq_len(), prev_layer = -1;
-  for (size_t i = 0; i < token_pruning.size(); ++i) {
+  for (size_t i = 0; i < token_pruning.size() && !is_graph(); ++i) {
     const auto& st = token_pruning[i];
     const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
     PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
@@ -165,8 +189,10 @@ void ArchConfig::finalize(const std::string& src) {
                special_tokens() + 1, "..", tokens, " tokens (", special_tokens(),
                " special token(s) are always kept, ", tokens, " enter layer ", st.layer, "), got ",
                st.keep);
-    PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "cls-attention",
-               ts, ".method: expected zero-tprune, random or cls-attention, got '", st.method, "'");
+    PARE_CHECK(st.method == "zero-tprune" || st.method == "random" ||
+                   st.method == "cls-attention" || st.method == "attention",
+               ts, ".method: expected zero-tprune, random, cls-attention or attention, got '",
+               st.method, "'");
     PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
                ".iterations: expected 1..1000, got ", st.iterations);
     const int64_t max_similar = std::min(tokens - st.keep, (tokens - special_tokens()) / 2);
@@ -569,10 +595,13 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     get(p, "image_std", c.image_std, ps, "a list of numbers");
     if (p.contains("history")) c.history = p["history"];
     each_object(p, "token_pruning", ps, [&](const nlohmann::json& t, const std::string& ts) {
-      PARE_CHECK(t.contains("layer") && t.contains("keep"), ts, ": expected layer and keep");
+      PARE_CHECK(t.contains("layer") && (t.contains("keep") || t.contains("keep_rate")), ts,
+                 ": expected layer and keep (or keep_rate for graphs)");
       TokenPruneStep st;
       get(t, "layer", st.layer, ts, "an integer");
       get(t, "keep", st.keep, ts, "an integer");
+      get(t, "keep_rate", st.keep_rate, ts, "a number");
+      get(t, "similar_rate", st.similar_rate, ts, "a number");
       get(t, "method", st.method, ts, "a string");
       get(t, "iterations", st.iterations, ts, "an integer");
       get(t, "similar", st.similar, ts, "an integer");
@@ -691,14 +720,18 @@ nlohmann::json config_to_json(const ArchConfig& c) {
   p["layers"] = layers;
   if (!c.token_pruning.empty()) {
     nlohmann::ordered_json tp = nlohmann::ordered_json::array();
-    for (const auto& st : c.token_pruning)
-      tp.push_back({{"layer", st.layer},
-                    {"keep", st.keep},
-                    {"method", st.method},
-                    {"iterations", st.iterations},
-                    {"similar", st.similar},
-                    {"uniform_init", st.uniform_init},
-                    {"seed", st.seed}});
+    for (const auto& st : c.token_pruning) {
+      nlohmann::ordered_json t = {{"layer", st.layer}};
+      if (c.is_graph())
+        t["keep_rate"] = st.keep_rate, t["similar_rate"] = st.similar_rate;
+      else
+        t["keep"] = st.keep;
+      t["method"] = st.method;
+      t["iterations"] = st.iterations;
+      if (!c.is_graph()) t["similar"] = st.similar, t["uniform_init"] = st.uniform_init;
+      t["seed"] = st.seed;
+      tp.push_back(t);
+    }
     p["token_pruning"] = tp;
   }
   p["history"] = c.history;

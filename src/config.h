@@ -49,14 +49,18 @@ struct LayerDims {
 // rectangular). Later sub-blocks and layers run on the kept tokens only.
 struct TokenPruneStep {
   int64_t layer = 0;
-  int64_t keep = 0;                    // tokens kept (CLS included)
-  std::string method = "zero-tprune";  // zero-tprune | random | cls-attention
+  int64_t keep = 0;                    // tokens kept (CLS included); vit
+  // Graphs (gps), whose node counts differ: each graph keeps round(keep_rate · n) of the n nodes
+  // entering the step (at least 1), and the S stage picks round(similar_rate · dropped) of them.
+  double keep_rate = 0, similar_rate = 0;
+  std::string method = "zero-tprune";  // zero-tprune | random | cls-attention | attention
   int64_t iterations = 1;              // weighted PageRank iterations (I stage)
   int64_t similar = 0;                 // r: tokens dropped by the S stage (zero-tprune only)
   bool uniform_init = false;           // PageRank start: CLS at sqrt(N)x the others unless set
   uint64_t seed = 0;                   // random baseline
   bool operator==(const TokenPruneStep& o) const {
-    return layer == o.layer && keep == o.keep && method == o.method &&
+    return layer == o.layer && keep == o.keep && keep_rate == o.keep_rate &&
+           similar_rate == o.similar_rate && method == o.method &&
            iterations == o.iterations && similar == o.similar && uniform_init == o.uniform_init &&
            seed == o.seed;
   }
@@ -169,8 +173,9 @@ struct ArchConfig {
   nlohmann::json history = nlohmann::json::array();  // passes applied, with options
   // Token pruning applied by every forward, in increasing layer order (empty: none).
   std::vector<TokenPruneStep> token_pruning;
-  // Special tokens at the front of the sequence that pruning never drops (CLS for vit).
-  int64_t special_tokens() const { return 1; }
+  // Special tokens at the front of the sequence that pruning never drops (CLS for vit; graphs
+  // have none).
+  int64_t special_tokens() const { return is_graph() ? 0 : 1; }
   // Tokens entering layer l's attention / leaving it (after its pruning step, if any).
   int64_t tokens_in(int64_t layer) const;
   int64_t tokens_out(int64_t layer) const;

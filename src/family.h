@@ -37,6 +37,9 @@ struct ForwardState {
   torch::Tensor edge_attr;
   torch::Tensor dense_index;
   torch::Tensor key_padding;
+  // Node pruning (gps): the rows of x that still take part in the global attention (int64 [N'],
+  // ascending; undefined: all). dense_index and key_padding then describe these rows' layout.
+  torch::Tensor attn_nodes;
 };
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every

@@ -20,6 +20,7 @@
 #include "graph_data.h"
 #include "quant_linear.h"
 #include "recipe.h"
+#include "token_pruning.h"
 #include "torch_pickle.h"
 
 namespace fs = std::filesystem;
@@ -151,6 +152,12 @@ torch::Tensor gps_batch_norm(const Model& m, const std::string& slot, const torc
                         m.at(slot + ".running_mean"), m.at(slot + ".running_var"),
                         /*training=*/m.config.gps.training, 0.1, m.config.layer_norm_eps,
                         /*cudnn_enabled=*/false);
+}
+
+// Each node's row in the padded per-graph layout [G * n_max] (PyG to_dense_batch): batch [N] is
+// the graph of each node, ptr [G + 1] the first node of each graph.
+torch::Tensor dense_index_of(const torch::Tensor& batch, const torch::Tensor& ptr, int64_t n_max) {
+  return batch * n_max + (at::arange(batch.size(0), batch.options()) - ptr.index_select(0, batch));
 }
 
 // Node counts per graph [G] (int64) from the batch's ptr.
@@ -453,8 +460,7 @@ class GpsFamily : public Family {
     }
     // The padded per-graph layout of the global attention (PyG to_dense_batch).
     const int64_t n_max = sizes.max().item<int64_t>();
-    s.dense_index =
-        b.batch * n_max + (at::arange(N, b.batch.options()) - b.ptr.index_select(0, b.batch));
+    s.dense_index = dense_index_of(b.batch, b.ptr, n_max);
     torch::Tensor valid = at::arange(n_max, b.batch.options()).unsqueeze(0) < sizes.unsqueeze(1);
     s.key_padding = at::zeros({G, n_max}, s.x.options())
                         .masked_fill(valid.logical_not(), -std::numeric_limits<double>::infinity())
@@ -519,11 +525,16 @@ class GpsFamily : public Family {
     const int64_t G = b.num_graphs;
     torch::Tensor batch = b.batch.to(s.x.device());
     torch::Tensor g;
-    if (c.gps.pooling == "max") {  // over the padded layout, padding at -inf
-      const int64_t n_max = s.key_padding.size(3);
+    if (c.gps.pooling == "max") {  // over the padded layout of all nodes, padding at -inf
+      int64_t n_max = s.key_padding.size(3);
+      torch::Tensor dense_index = s.dense_index;
+      if (s.attn_nodes.defined()) {  // the attention's layout covers fewer nodes: rebuild it
+        n_max = graph_sizes(b).max().item<int64_t>();
+        dense_index = dense_index_of(batch, b.ptr.to(batch.device()), n_max);
+      }
       g = at::full({G * n_max, s.x.size(1)}, -std::numeric_limits<double>::infinity(),
                    s.x.options())
-              .index_copy_(0, s.dense_index, s.x)
+              .index_copy_(0, dense_index, s.x)
               .view({G, n_max, s.x.size(1)})
               .amax(1);
     } else {
@@ -541,8 +552,9 @@ class GpsFamily : public Family {
 
   std::vector<CostRow> costs(const Model& m) const override {
     // FLOPs per graph at the config's mean nodes n and directed edges E (2 × multiply-accumulates):
-    // node-wise linears (encoders, MPNN, Q/K/V/O, FFN) × n, GatedGCN's edge linear C × E,
-    // attention QKᵀ and AV 2·heads·n²·head_dim (n² at the mean n), the head once per graph.
+    // node-wise linears (encoders, MPNN, FFN) × n, GatedGCN's edge linear C × E, Q/K/V/O × the
+    // nodes a in the layer's global attention (a = n without node pruning), attention QKᵀ and AV
+    // 2·heads·a²·head_dim (a² at the mean), plus node selection, the head once per graph.
     // Not counted: embedding lookups, message sums, gates, norms, softmax, activations, adds.
     const ArchConfig& c = m.config;
     const GpsConfig& g = c.gps;
@@ -571,6 +583,34 @@ class GpsFamily : public Family {
     emb.attn_in = c.hidden_size;
     emb.tokens = emb.tokens_out = std::llround(n);
     rows.push_back(emb);
+    // Node pruning: nodes in each layer's global attention and the multiply-accumulates of
+    // choosing them, exact for a graph of integer size (graph_eval averages those), interpolated
+    // between the neighbouring sizes for a fractional mean.
+    const int64_t L = c.num_hidden_layers;
+    auto attending = [&](int64_t nn, std::vector<double>& in, std::vector<double>& sel) {
+      in.assign(L, 0), sel.assign(L, 0);
+      for (int64_t l = 0; l < L; ++l) {
+        in[l] = double(nn);
+        if (const TokenPruneStep* st = c.prune_step(l)) {
+          const int64_t keep = graph_keep(*st, nn), inner = c.layers[l].heads * c.layers[l].head_dim;
+          sel[l] = double(selection_macs(*st, nn, keep, graph_similar(*st, nn), c.layers[l].heads,
+                                         inner, 0));
+          nn = keep;
+        }
+      }
+    };
+    std::vector<double> att_in, att_sel;
+    {
+      const int64_t lo = std::max<int64_t>(1, int64_t(std::floor(n))), hi = int64_t(std::ceil(n));
+      std::vector<double> in_hi, sel_hi;
+      attending(lo, att_in, att_sel);
+      attending(std::max(hi, lo), in_hi, sel_hi);
+      const double w = hi > lo ? n - double(lo) : 0.0;
+      for (int64_t l = 0; l < L; ++l) {
+        att_in[l] += w * (in_hi[l] - att_in[l]);
+        att_sel[l] += w * (sel_hi[l] - att_sel[l]);
+      }
+    }
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& d = c.layers[l];
       const std::string b = blk(l);
@@ -584,8 +624,9 @@ class GpsFamily : public Family {
         mac += n * (macs(b + "local_nn0") + macs(b + "local_nn2"));
       }
       if (has_global(c)) {
-        for (const char* s : {"attn_q", "attn_k", "attn_v", "attn_o"}) mac += n * macs(b + s);
-        mac += 2.0 * double(d.heads) * n * n * double(d.head_dim);
+        const double a = att_in[l];
+        for (const char* s : {"attn_q", "attn_k", "attn_v", "attn_o"}) mac += a * macs(b + s);
+        mac += 2.0 * double(d.heads) * a * a * double(d.head_dim) + att_sel[l];
       }
       mac += n * (macs(b + "ffn_up") + macs(b + "ffn_down"));
       r.flops = std::llround(2 * mac);
@@ -594,7 +635,9 @@ class GpsFamily : public Family {
       r.intermediate_size = d.intermediate_size;
       r.attn_in = d.attn_in;
       r.mlp_in = d.mlp_in;
-      r.tokens = r.tokens_out = std::llround(n);
+      r.tokens = std::llround(att_in[l]);  // nodes in the global attention
+      r.tokens_out = l + 1 < L ? std::llround(att_in[l + 1]) : r.tokens;
+      if (l + 1 == L && c.prune_step(l)) r.tokens_out = graph_keep(*c.prune_step(l), r.tokens);
       rows.push_back(r);
     }
     CostRow h{"head"};
@@ -711,16 +754,26 @@ class GpsFamily : public Family {
  private:
   static constexpr const char* kQkv[] = {"attn_q", "attn_k", "attn_v"};
 
+  // Multi-head attention over the nodes of each graph that still take part (all, or
+  // s.attn_nodes after a node-pruning step). Returns [N, hidden]: nodes dropped from the global
+  // attention get 0 (their h_attn is Norm(h), the residual alone). A pruning step at layer l runs
+  // after the attention (its output is complete) and decides which nodes attend from layer l + 1.
   torch::Tensor self_attention(const Model& m, int64_t l, const torch::Tensor& h,
-                               const ForwardState& s) const {
+                               ForwardState& s) const {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
-    if (d.heads == 0) return m.at(b + "attn_o.bias").expand_as(h);
+    const torch::Tensor nodes = s.attn_nodes;  // before this layer's step
+    auto scatter = [&](const torch::Tensor& y) {
+      return nodes.defined() ? at::zeros({h.size(0), y.size(1)}, y.options()).index_copy_(0, nodes, y)
+                             : y;
+    };
+    const torch::Tensor hin = nodes.defined() ? h.index_select(0, nodes) : h;
+    if (d.heads == 0) return scatter(m.at(b + "attn_o.bias").expand({hin.size(0), h.size(1)}).contiguous());
     const int64_t G = s.key_padding.size(0), n_max = s.key_padding.size(3),
                   inner = d.heads * d.head_dim;
-    auto dense = [&](const char* slot) {  // [N, inner] -> [G, heads, n_max, head_dim]
+    auto dense = [&](const char* slot) {  // [N', inner] -> [G, heads, n_max, head_dim]
       torch::Tensor z = at::zeros({G * n_max, inner}, h.options())
-                            .index_copy_(0, s.dense_index, lin(m, b + slot, h));
+                            .index_copy_(0, s.dense_index, lin(m, b + slot, hin));
       return z.view({G, n_max, d.heads, d.head_dim}).transpose(1, 2);
     };
     torch::Tensor q = dense("attn_q"), k = dense("attn_k"), v = dense("attn_v");
@@ -732,7 +785,50 @@ class GpsFamily : public Family {
                             .transpose(1, 2)
                             .reshape({G * n_max, inner})
                             .index_select(0, s.dense_index);
-    return lin(m, b + "attn_o", ctx);
+    torch::Tensor y = scatter(lin(m, b + "attn_o", ctx));
+    if (const TokenPruneStep* step = m.config.prune_step(l))
+      prune_nodes(*step, probs, k.transpose(1, 2).reshape({G, n_max, inner}), h.size(0), s);
+    return y;
+  }
+
+  // Zero-TPrune (or a baseline) on the global attention graph of each graph: keeps
+  // graph_keep(step, n) of its n attending nodes and rebuilds the padded layout for them.
+  static void prune_nodes(const TokenPruneStep& step, const torch::Tensor& probs,
+                          const torch::Tensor& keys, int64_t N, ForwardState& s) {
+    const int64_t G = probs.size(0), n_max = probs.size(-1);
+    const torch::Tensor counts = (s.key_padding.view({G, n_max}) == 0).sum(1).cpu();
+    std::vector<int64_t> n(G), keep(G), r(G);
+    for (int64_t g = 0; g < G; ++g) {
+      n[g] = counts[g].item<int64_t>();
+      keep[g] = graph_keep(step, n[g]);
+      r[g] = graph_similar(step, n[g]);
+    }
+    const std::vector<int64_t> kept = select_tokens_ragged(step, probs.cpu(), keys.cpu(), n, keep, r);
+    // Padded slot -> node row, for the nodes attending now.
+    const torch::Tensor cur = s.attn_nodes.defined() ? s.attn_nodes : at::arange(N, s.dense_index.options());
+    const torch::Tensor slot_node = at::full({G * n_max}, -1, cur.options())
+                                        .index_copy_(0, s.dense_index, cur)
+                                        .cpu();
+    const int64_t* sn = slot_node.data_ptr<int64_t>();
+    const int64_t k_max = *std::max_element(keep.begin(), keep.end());
+    std::vector<int64_t> nodes, dense;
+    nodes.reserve(kept.size()), dense.reserve(kept.size());
+    size_t i = 0;
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t j = 0; j < keep[g]; ++j, ++i) {
+        nodes.push_back(sn[g * n_max + kept[i]]);
+        dense.push_back(g * k_max + j);
+      }
+    auto idx = [&](const std::vector<int64_t>& v) {
+      return torch::tensor(v, torch::kInt64).to(s.dense_index.device());
+    };
+    s.attn_nodes = idx(nodes);
+    s.dense_index = idx(dense);
+    torch::Tensor valid = at::arange(k_max, s.dense_index.options()).unsqueeze(0) <
+                          idx(keep).unsqueeze(1);
+    s.key_padding = at::zeros({G, k_max}, s.key_padding.options())
+                        .masked_fill(valid.logical_not(), -std::numeric_limits<double>::infinity())
+                        .view({G, 1, 1, k_max});
   }
 };
 

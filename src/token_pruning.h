@@ -20,6 +20,8 @@
 
 #include <torch/types.h>
 
+#include <vector>
+
 #include "config.h"
 
 namespace pare {
@@ -38,12 +40,29 @@ torch::Tensor combine_heads_rms(const torch::Tensor& scores, double var_min = 0.
 // Token indices to keep, [B, keep] int64, ascending (so special tokens come first).
 // probs [B, H, N, N]; keys [B, N, C] (the layer's Key vectors, heads concatenated; zero-tprune's
 // S stage only); `layer` seeds the random baseline. Methods: "zero-tprune" (I′ → S → I),
-// "cls-attention" (mean over heads of the CLS row, no PageRank), "random" (uniform, seeded by
+// "cls-attention" (mean over heads of the CLS row, no PageRank), "attention" (mean attention
+// received over heads and queries, no PageRank), "random" (uniform, seeded by
 // step.seed and layer: the same batch gets the same choice on every call; the draw is per batch,
 // so its accuracy moves slightly with the evaluation batch size).
-// Throws InputError when keep is not in (specials, N].
+// Ties keep the lower position. Throws InputError when keep is not in (specials, N].
 torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& probs,
                             const torch::Tensor& keys, int64_t specials);
+
+// Graphs (padded rows of different lengths): row b of probs [B, H, N, N] / keys [B, N, C] has
+// n[b] ≤ N valid tokens (the first ones; padding after them is ignored) and keeps keep[b] of them,
+// r[b] chosen by the S stage (zero-tprune). No special tokens; PageRank starts uniform. Methods as
+// above plus "attention" (mean attention each token receives over heads and valid queries, no
+// PageRank); cls-attention is refused (no CLS). Returns the kept positions of every row,
+// ascending, concatenated (Σ keep[b] entries).
+std::vector<int64_t> select_tokens_ragged(const TokenPruneStep& step, const torch::Tensor& probs,
+                                          const torch::Tensor& keys, const std::vector<int64_t>& n,
+                                          const std::vector<int64_t>& keep,
+                                          const std::vector<int64_t>& r);
+
+// Graph steps: nodes kept of n entering (round(keep_rate · n), at least 1) and the S stage's
+// share of the dropped ones (round(similar_rate · dropped), at most the less important half).
+int64_t graph_keep(const TokenPruneStep& step, int64_t n);
+int64_t graph_similar(const TokenPruneStep& step, int64_t n);
 
 // x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
 torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
@@ -55,5 +74,9 @@ torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
 // of the n − specials non-special tokens, upper = ceil). Baselines: 0.
 int64_t token_selection_macs(const TokenPruneStep& step, int64_t n, int64_t heads, int64_t key_dim,
                              int64_t specials);
+// The same for one row that keeps `keep` of n with r chosen by the S stage (graph steps). The
+// "attention" baseline counts heads·n² (its column sums are one PageRank iteration's arithmetic).
+int64_t selection_macs(const TokenPruneStep& step, int64_t n, int64_t keep, int64_t r,
+                       int64_t heads, int64_t key_dim, int64_t specials);
 
 }  // namespace pare

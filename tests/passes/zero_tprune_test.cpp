@@ -624,7 +624,7 @@ TEST(ZeroTPruneConfig, ConfigJsonValidationNamesTheField) {
                            HasSubstr("got 10")));
   EXPECT_INPUT_ERROR(config_from_json(with(0, "method", "pagerank"), "m/config.json"),
                      AllOf(HasSubstr("pare.token_pruning[0].method"),
-                           HasSubstr("zero-tprune, random or cls-attention"),
+                           HasSubstr("zero-tprune, random, cls-attention or attention"),
                            HasSubstr("'pagerank'")));
   EXPECT_INPUT_ERROR(config_from_json(with(0, "iterations", 0), "m/config.json"),
                      AllOf(HasSubstr("pare.token_pruning[0].iterations"), HasSubstr("1..1000")));

@@ -520,11 +520,27 @@ TEST(GpsConfig, JsonRoundTripAndChecks) {
   bad["gps"]["rwse_dim"] = 20;  // with lappe_dim 4 and hidden 16: no room for the node embedding
   EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"),
                      HasSubstr("must leave room for the node embedding"));
+  // Node pruning: graph steps take a keep rate (node counts differ between graphs).
   bad = j;
   nlohmann::json step = {{"layer", 0}, {"keep", 2}};
   bad["pare"]["token_pruning"] = nlohmann::json::array({step});
   EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"),
-                     HasSubstr("not implemented for graph transformers"));
+                     HasSubstr("c.json: pare.token_pruning[0].keep_rate: expected a share"));
+  auto good = j;
+  good["pare"]["token_pruning"] = nlohmann::json::array(
+      {{{"layer", 0}, {"keep_rate", 0.5}, {"similar_rate", 0.25}, {"method", "zero-tprune"}}});
+  const ArchConfig pruned = config_from_json(good, "c.json");
+  ASSERT_EQ(pruned.token_pruning.size(), 1u);
+  EXPECT_DOUBLE_EQ(pruned.token_pruning[0].keep_rate, 0.5);
+  EXPECT_DOUBLE_EQ(pruned.token_pruning[0].similar_rate, 0.25);
+  EXPECT_EQ(config_from_json(config_to_json(pruned), "c.json").token_pruning, pruned.token_pruning);
+  bad = good;
+  bad["pare"]["token_pruning"][0]["method"] = "cls-attention";
+  EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"),
+                     HasSubstr("expected zero-tprune, random or attention (graphs have no CLS)"));
+  bad = good;
+  bad["pare"]["token_pruning"][0]["keep_rate"] = 1.5;
+  EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"), HasSubstr("in (0, 1], got 1.5"));
 }
 
 TEST(GpsModel, InitVerifiesAndRuns) {
@@ -573,3 +589,104 @@ TEST(GpsModel, HeadAndFfnPruningThroughTheRewriter) {
 }
 
 }  // namespace
+
+// ---- node pruning (Zero-TPrune and baselines on the global attention)
+
+TokenPruneStep node_step(int64_t layer, double rate, const std::string& method, double similar) {
+  TokenPruneStep st;
+  st.layer = layer;
+  st.keep_rate = rate;
+  st.similar_rate = similar;
+  st.method = method;
+  st.iterations = 3;
+  return st;
+}
+
+TEST(GpsNodePruning, StepAtTheLastLayerChangesNothing) {
+  // The step runs after the layer's attention, so at the last layer no later attention is
+  // affected: logits equal the dense ones (max pooling rebuilds the layout of all nodes).
+  for (const char* name : kFixtures) {
+    SCOPED_TRACE(name);
+    Io io = load_io(name);
+    Model m = load_model(fixture(std::string("gps/") + name));
+    m.to_dtype(torch::kFloat64);
+    const torch::Tensor dense = run(m, io.batch);
+    m.config.token_pruning = {node_step(1, 0.5, "zero-tprune", 0.5)};
+    m.config.finalize("test");
+    EXPECT_LT(max_abs_diff(run(m, io.batch), dense), 1e-12);
+  }
+}
+
+TEST(GpsNodePruning, EachGraphAloneEqualsItsRowInThePrunedBatch) {
+  // Selection is per graph over its own nodes: padding is never ranked or kept, so a graph's
+  // logits do not depend on the other graphs of its batch. And dropping nodes changes them.
+  for (const char* name : kFixtures)
+    for (const char* method : {"zero-tprune", "attention", "random"}) {
+      SCOPED_TRACE(std::string(name) + " " + method);
+      Io io = load_io(name);
+      Model m = load_model(fixture(std::string("gps/") + name));
+      m.to_dtype(torch::kFloat64);
+      const torch::Tensor dense = run(m, io.batch);
+      m.config.token_pruning = {node_step(0, 0.5, method, 0.5)};
+      m.config.finalize("test");
+      const torch::Tensor all = run(m, io.batch);
+      EXPECT_GT(max_abs_diff(all, dense), 1e-6);
+      if (std::string(method) == "random") continue;  // one draw per batch, not per graph
+      for (int64_t i = 0; i < io.batch.num_graphs; ++i)
+        EXPECT_LT(max_abs_diff(run(m, single(io.batch, i))[0], all[i]), 1e-10) << "graph " << i;
+    }
+}
+
+TEST(GpsNodePruning, LaterAttentionSeesEachGraphsRoundedKeepCount) {
+  Io io = load_io("gatedgcn");
+  Model m = load_model(fixture("gps/gatedgcn"));
+  m.to_dtype(torch::kFloat64);
+  m.config.token_pruning = {node_step(0, 0.6, "attention", 0)};
+  m.config.finalize("test");
+  std::vector<torch::Tensor> probs;
+  m.hooks.observers.push_back([&](HookPoint p, int64_t, torch::Tensor& t) {
+    if (p == HookPoint::kAttnProbs) probs.push_back(t.clone());
+  });
+  run(m, io.batch);
+  ASSERT_EQ(probs.size(), 2u);
+  const int64_t G = io.batch.num_graphs;
+  int64_t k_max = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t n = (io.batch.ptr[g + 1] - io.batch.ptr[g]).item<int64_t>();
+    const int64_t keep = std::max<int64_t>(1, std::llround(0.6 * double(n)));
+    k_max = std::max(k_max, keep);
+    // Layer 1: the key columns a query of graph g attends to (padding columns get exactly 0).
+    const int64_t cols = (probs[1][g][0][0] > 0).sum().item<int64_t>();
+    EXPECT_EQ(cols, keep) << "graph " << g << " of " << n << " nodes";
+  }
+  EXPECT_EQ(probs[1].size(2), k_max);
+}
+
+TEST(GpsNodePruning, FlopsByHand) {
+  // gatedgcn fixture: hidden 16, 2 heads of 8, 2 layers. At n = 10 nodes, keep rate 0.5 at
+  // layer 0 with the attention baseline: layer 1's global attention runs on 5 nodes (Q/K/V/O
+  // 4·16² per node, QKᵀ and AV 2·2·n²·8), and layer 0 pays the selection, heads·n² = 2·100.
+  Model m = load_model(fixture("gps/gatedgcn"));
+  m.config.gps.mean_nodes = 10;
+  m.config.gps.mean_edges = 20;
+  const auto dense = m.family().costs(m);
+  m.config.token_pruning = {node_step(0, 0.5, "attention", 0)};
+  m.config.finalize("test");
+  const auto pruned = m.family().costs(m);
+  EXPECT_EQ(pruned[1].flops - dense[1].flops, 2 * 2 * 100);
+  const double saved = (10 - 5) * 4.0 * 16 * 16 + 2.0 * 2 * (100 - 25) * 8;
+  EXPECT_EQ(dense[2].flops - pruned[2].flops, std::llround(2 * saved));
+  EXPECT_EQ(pruned[2].tokens, 5);
+  EXPECT_EQ(pruned[1].tokens, 10);
+  EXPECT_EQ(pruned[1].tokens_out, 5);
+  // A fractional mean: the attending count interpolates between the neighbouring sizes (5 at
+  // 10 nodes, 6 at 11: 5.5 at 10.5), and the quadratic terms are taken at the means, as without
+  // pruning.
+  m.config.gps.mean_nodes = 10.5;
+  const auto half = m.family().costs(m);
+  const auto steps = m.config.token_pruning;
+  m.config.token_pruning.clear();
+  const auto dense_half = m.family().costs(m);
+  const double saved_half = (10.5 - 5.5) * 4.0 * 16 * 16 + 2.0 * 2 * (10.5 * 10.5 - 5.5 * 5.5) * 8;
+  EXPECT_EQ(dense_half[2].flops - half[2].flops, std::llround(2 * saved_half));
+}

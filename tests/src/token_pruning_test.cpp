@@ -357,6 +357,57 @@ TEST(SelectTokens, UnknownMethodIsInputError) {
                      AllOf(HasSubstr("method"), HasSubstr("'pagerank'")));
 }
 
+// Graph rows of different lengths, padded to 4: row 0 has 4 valid tokens, row 1 has 3 (its 4th
+// position is padding, given huge attention to show it is never counted or kept).
+TEST(SelectTokensRagged, AttentionBaselineByHandIgnoresPadding) {
+  torch::Tensor p = torch::zeros({2, 1, 4, 4}, torch::kFloat64);
+  // Row 0: every query attends 0.1, 0.4, 0.2, 0.3 → column means the same; keep 2 → {1, 3}.
+  for (int64_t i = 0; i < 4; ++i) p[0][0][i] = torch::tensor({0.1, 0.4, 0.2, 0.3}, torch::kFloat64);
+  // Row 1 (3 valid): queries 0..2 attend (0.5, 0.2, 0.3), (0.1, 0.1, 0.8), (0.6, 0.3, 0.1):
+  // column means 1.2/3, 0.6/3, 1.2/3 → ties 0 and 2 above 1; keep 2 → {0, 2}. The padding query
+  // row 3 and column 3 would change this if they were counted.
+  p[1][0][0] = torch::tensor({0.5, 0.2, 0.3, 0.0}, torch::kFloat64);
+  p[1][0][1] = torch::tensor({0.1, 0.1, 0.8, 0.0}, torch::kFloat64);
+  p[1][0][2] = torch::tensor({0.6, 0.3, 0.1, 0.0}, torch::kFloat64);
+  p[1][0][3] = torch::tensor({0.0, 1.0, 0.0, 0.0}, torch::kFloat64);
+  torch::Tensor keys = torch::zeros({2, 4, 2}, torch::kFloat64);
+  TokenPruneStep st;
+  st.method = "attention";
+  std::vector<int64_t> kept = select_tokens_ragged(st, p, keys, {4, 3}, {2, 2}, {0, 0});
+  EXPECT_EQ(kept, (std::vector<int64_t>{1, 3, 0, 2}));
+  // Keep everything: identity per row.
+  kept = select_tokens_ragged(st, p, keys, {4, 3}, {4, 3}, {0, 0});
+  EXPECT_EQ(kept, (std::vector<int64_t>{0, 1, 2, 3, 0, 1, 2}));
+  // Zero-TPrune from a uniform start: one PageRank iteration is the column mean too, so the
+  // same nodes (one head: the variance filter falls back to it).
+  st.method = "zero-tprune";
+  st.iterations = 1;
+  EXPECT_EQ(select_tokens_ragged(st, p, keys, {4, 3}, {2, 2}, {0, 0}),
+            (std::vector<int64_t>{1, 3, 0, 2}));
+  // cls-attention has no meaning without a CLS token; counts out of range are errors.
+  st.method = "cls-attention";
+  EXPECT_INPUT_ERROR(select_tokens_ragged(st, p, keys, {4, 3}, {2, 2}, {0, 0}),
+                     HasSubstr("graphs have no CLS token"));
+  st.method = "attention";
+  EXPECT_INPUT_ERROR(select_tokens_ragged(st, p, keys, {4, 5}, {2, 2}, {0, 0}),
+                     HasSubstr("row 1: n 5"));
+  EXPECT_INPUT_ERROR(select_tokens_ragged(st, p, keys, {4, 3}, {2, 0}, {0, 0}),
+                     HasSubstr("keep 0"));
+}
+
+TEST(GraphKeep, RoundsAndKeepsAtLeastOneNode) {
+  TokenPruneStep st;
+  st.keep_rate = 0.5;
+  st.similar_rate = 0.5;
+  EXPECT_EQ(graph_keep(st, 10), 5);
+  EXPECT_EQ(graph_keep(st, 7), 4);  // 3.5 rounds half away from zero
+  EXPECT_EQ(graph_keep(st, 1), 1);
+  st.keep_rate = 0.1;
+  EXPECT_EQ(graph_keep(st, 4), 1);  // round(0.4) = 0 → at least one
+  EXPECT_EQ(graph_similar(st, 4), 2);  // round(0.5 · 3) = 2 ≤ 4 / 2
+  EXPECT_EQ(graph_similar(st, 20), 9);  // keep 2, dropped 18, half of them
+}
+
 TEST(GatherTokens, PicksRowsPerSequence) {
   torch::Tensor x = torch::arange(2 * 4 * 3, torch::kFloat64).reshape({2, 4, 3});
   torch::Tensor idx = torch::tensor({0, 2, 0, 3}, torch::kInt64).reshape({2, 2});
