@@ -213,6 +213,7 @@ BenchCommand bench_slicegpt_memory(CLI::App* bench) {
     std::string model, name, tokenizer, calibration, out = "results/slicegpt-memory.md";
     double slicing = 0.25;
     int64_t samples = 16, seq_len = 128, batch = 16;
+    std::string precision = "float64";
     uint64_t seed = 0;
   };
   auto a = std::make_shared<Args>();
@@ -226,6 +227,12 @@ BenchCommand bench_slicegpt_memory(CLI::App* bench) {
   sub->add_option("--slicing", a->slicing, "Slicing ratio")->capture_default_str();
   sub->add_option("--calibration-samples", a->samples, "Calibration windows")->capture_default_str();
   sub->add_option("--seq-len", a->seq_len, "Tokens per window")->capture_default_str();
+  sub->add_option("--calibration-batch", a->batch, "Calibration windows per forward batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--precision", a->precision, "slicegpt precision: float64 or float32")
+      ->check(CLI::IsMember({"float64", "float32"}))
+      ->capture_default_str();
   sub->add_option("--out", a->out, "Results file")->capture_default_str();
   return {sub, [a]() -> int {
     namespace fs = std::filesystem;
@@ -250,6 +257,7 @@ BenchCommand bench_slicegpt_memory(CLI::App* bench) {
     o.slicing = a->slicing;
     const double t0 = now_ms();
     o.spill_dir = fs::temp_directory_path().string();
+    o.precision = a->precision;
     // Mapped files' resident pages (checkpoint + scratch file) above the level before loading,
     // read after every layer; the largest reading enters the budget.
     int64_t mapped = 0;
@@ -277,14 +285,16 @@ BenchCommand bench_slicegpt_memory(CLI::App* bench) {
          << mib(file_bytes) << " MiB of safetensors (memory-mapped, copy-on-write; finished layers "
             "spilled to a scratch file in " << o.spill_dir << "). Slicing " << a->slicing
          << " with " << a->samples << " calibration windows of " << a->seq_len << " tokens from `"
-         << a->calibration << "`; " << at::get_num_threads() << " thread(s); slicing took "
+         << a->calibration << "`, " << a->batch << " window(s) per forward batch, precision "
+         << a->precision << "; "
+         << at::get_num_threads() << " thread(s); slicing took "
          << f("%.1f", secs) << " s.\n\n"
          << "| figure | MiB |\n|---|---:|\n"
          << "| process RSS before loading (LibTorch, pare, libraries) | " << mib(rss_process) << " |\n"
          << "| RSS after load_model (mapped, nothing read yet) | " << mib(rss_loaded) << " |\n"
          << "| RSS when slicing starts (calibration text tokenised) | " << mib(rss_start) << " |\n"
          << "| largest layer's weights as loaded (one block, or the embedding / head) | " << mib(layer) << " |\n"
-         << "| calibration activations of one site (float64) | " << mib(acts) << " |\n"
+         << "| calibration activations of one site (" << a->precision << ") | " << mib(acts) << " |\n"
          << "| mapped files resident (checkpoint + scratch file of finished layers), largest "
             "reading after a layer | " << mib(mapped) << " |\n"
          << "| **budget** = 2 x (layer + activations + mapped resident) | " << mib(budget) << " |\n"

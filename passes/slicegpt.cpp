@@ -21,9 +21,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <filesystem>
 #include <cmath>
 
@@ -47,10 +44,14 @@ namespace {
 std::string blk(int64_t l) { return "blk." + std::to_string(l) + "."; }
 
 // fn(t) computed in float64 over chunks of rows (axis 0) and stored in t's dtype, so a
-// vocab × hidden matrix never exists in float64 at once. fn must treat rows independently.
+// vocab × hidden matrix never exists in float64 at once. fn must treat rows independently. With a
+// scratch file a result of more than one chunk goes there, and each finished chunk of the source
+// and the result leaves memory behind it (as in Rewriter::rotate).
 torch::Tensor rows_f64(const torch::Tensor& t,
-                       const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+                       const std::function<torch::Tensor(const torch::Tensor&)>& fn,
+                       SpillFile* scratch = nullptr) {
   constexpr int64_t kRows = 4096;
+  const bool stream = scratch && t.size(0) > kRows && t.is_contiguous();
   torch::Tensor out;
   for (int64_t i = 0; i < t.size(0); i += kRows) {
     const int64_t n = std::min(kRows, t.size(0) - i);
@@ -58,15 +59,21 @@ torch::Tensor rows_f64(const torch::Tensor& t,
     if (!out.defined()) {
       std::vector<int64_t> shape = r.sizes().vec();
       shape[0] = t.size(0);
-      out = torch::empty(shape, t.options());
+      out = stream ? scratch->allocate(shape, t.scalar_type()) : torch::empty(shape, t.options());
     }
     out.narrow(0, i, n).copy_(r);
+    if (stream) {
+      page_out(t.narrow(0, i, n));
+      SpillFile::release(out.narrow(0, i, n));
+      trim_heap();
+    }
   }
   return out;
 }
 
 // Folds LayerNorm `norm` (α, β) into the linears that read it: W ← W·diag(α), b ← b + W·β.
-void fold_norm_into(Model& m, const std::string& norm, const std::vector<std::string>& readers) {
+void fold_norm_into(Model& m, const std::string& norm, const std::vector<std::string>& readers,
+                    SpillFile* scratch) {
   torch::Tensor alpha = m.tensors.at(norm + ".weight").to(torch::kFloat64);
   torch::Tensor beta = m.tensors.at(norm + ".bias").to(torch::kFloat64);
   for (const auto& slot : readers) {
@@ -75,7 +82,8 @@ void fold_norm_into(Model& m, const std::string& norm, const std::vector<std::st
     if (d.bias.defined())
       wb = (d.bias.to(torch::kFloat64) + wb.to(torch::kFloat64)).to(d.weight.scalar_type());
     d.bias = wb;
-    d.weight = rows_f64(d.weight, [&](const torch::Tensor& w) { return w * alpha.unsqueeze(0); });
+    d.weight = rows_f64(d.weight, [&](const torch::Tensor& w) { return w * alpha.unsqueeze(0); },
+                        scratch);
   }
   m.tensors.erase(norm + ".weight");
   m.tensors.erase(norm + ".bias");
@@ -132,6 +140,7 @@ namespace {
 struct Folder {
   Model& m;
   bool centre = false;  // LayerNorm: centre the residual writers (SliceGPT §3.2)
+  SpillFile* scratch = nullptr;  // where large folded matrices go (rows_f64)
 
   // Unties a tied head and centres the embeddings; from here on the config's norm is the folded
   // RMSNorm (a layer runs only after fold_layer).
@@ -142,8 +151,10 @@ struct Folder {
       // The head folds the final norm and the embedding is centred (LayerNorm) and rotated at
       // site 0 while the head reads site 2L: they stop being one matrix. Untied, the head's
       // vocab × hidden weights count as parameters of their own.
-      m.linears["lm_head"] =
-          std::make_shared<DenseLinear>(m.at("tok_embd").clone(), torch::Tensor());
+      const torch::Tensor& e = m.at("tok_embd");
+      m.linears["lm_head"] = std::make_shared<DenseLinear>(
+          scratch ? rows_f64(e, [](const torch::Tensor& x) { return x; }, scratch) : e.clone(),
+          torch::Tensor());
       c.tie_word_embeddings = false;
     }
     // RMSNorm (Llama) has no mean to subtract: folding its weight is enough. LayerNorm needs
@@ -162,14 +173,15 @@ struct Folder {
 
   void fold(const std::string& norm, const std::vector<std::string>& readers) {
     if (centre) {
-      fold_norm_into(m, norm, readers);
+      fold_norm_into(m, norm, readers, scratch);
       return;
     }
     // RMSNorm weight γ only: W ← W·diag(γ).
     torch::Tensor g = m.tensors.at(norm + ".weight").to(torch::kFloat64);
     for (const auto& slot : readers)
-      m.dense(slot).weight =
-          rows_f64(m.dense(slot).weight, [&](const torch::Tensor& w) { return w * g.unsqueeze(0); });
+      m.dense(slot).weight = rows_f64(
+          m.dense(slot).weight, [&](const torch::Tensor& w) { return w * g.unsqueeze(0); },
+          scratch);
     m.tensors.erase(norm + ".weight");
   }
 
@@ -247,9 +259,17 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   // site are the only other large state.
   const bool folded = m.config.norm == "rmsnorm";
   check_foldable(m.config);
+  PARE_CHECK(o.precision == "float64" || o.precision == "float32",
+             "slicegpt: precision: expected float64 or float32, got '", o.precision, "'");
+  // The dtype of the layer being sliced and of the calibration forward; PCA is float64 always.
+  const torch::ScalarType work = o.precision == "float64" ? torch::kFloat64 : torch::kFloat32;
+  std::unique_ptr<SpillFile> spill;
+  if (!o.spill_dir.empty()) spill = std::make_unique<SpillFile>(o.spill_dir);
   Folder fold{m};
+  fold.scratch = spill.get();
   if (!folded) fold.prelude();
   Rewriter rw(m);
+  rw.scratch = spill.get();
   rw.add_shortcuts();
 
   nlohmann::json notes = {{"hidden_size", D}, {"sliced_width", d}, {"slice_head", o.slice_head}};
@@ -260,7 +280,7 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
     ForwardState s =
         fam.embed(m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i)));
     for (torch::Tensor* t : {&s.x, &s.rope_cos, &s.rope_sin, &s.causal_mask})
-      if (t->defined()) *t = t->to(torch::kFloat64);
+      if (t->defined()) *t = t->to(work);
     states.push_back(std::move(s));
   }
 
@@ -268,15 +288,14 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
     auto [Q, ev] = pca(covariance(states), o.damping);
     torch::Tensor Qd = Q.narrow(1, 0, width).contiguous();
     rw.rotate("resid." + std::to_string(site), Qd);
-    for (auto& s : states) s.x = at::matmul(s.x, Qd);
+    for (auto& s : states) s.x = at::matmul(s.x, Qd.to(s.x.scalar_type()));
     double frac = ev.narrow(0, 0, width).sum().item<double>() / ev.sum().item<double>();
     kept.push_back({{"site", site}, {"width", width}, {"variance_kept", frac}});
+    if (spill) trim_heap();  // pre-rotation copies and the PCA's work space
   };
 
   int64_t calibration_bytes = 0;
   for (const auto& s : states) calibration_bytes += s.x.numel() * s.x.element_size();
-  std::unique_ptr<SpillFile> spill;
-  if (!o.spill_dir.empty()) spill = std::make_unique<SpillFile>(o.spill_dir);
   // Replaces every tensor named under `prefix` by a view of the scratch file.
   auto spill_under = [&](const std::string& prefix) {
     auto under = [&](const std::string& n) { return n.compare(0, prefix.size(), prefix) == 0; };
@@ -289,7 +308,7 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
         if (dl.bias.defined()) dl.bias = spill->spill(dl.bias);
       }
   };
-  m.to_dtype(torch::kFloat64, blk(0));
+  m.to_dtype(work, blk(0));
   if (!folded) fold.layer(0);
   slice_site(0, d);
   if (spill)  // site 0 is the last to touch the embeddings
@@ -299,22 +318,21 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
     // Parallel blocks (phi) have no residual state between attention and MLP to slice.
     if (!m.config.parallel_blocks()) slice_site(2 * l + 1, d);
     for (auto& s : states) fam.mlp(m, l, s);
+    // Layer l's forward is done: back to its dtype before the next layer becomes float64, so
+    // only one layer is ever held in float64 (its ffn_down is still rotated below, computed in
+    // float64 by the Rewriter and stored in its dtype).
+    m.to_dtype(dtype, blk(l));
     // Site 2l+2 is read by the next layer (or the head): fold it before rotating it.
     if (l + 1 < L) {
-      m.to_dtype(torch::kFloat64, blk(l + 1));
+      m.to_dtype(work, blk(l + 1));
       if (!folded) fold.layer(l + 1);
     } else if (!folded) {
       fold.final();
     }
     if (l + 1 < L || o.slice_head) slice_site(2 * l + 2, d);
-    m.to_dtype(dtype, blk(l));
     if (spill) {
       spill_under(blk(l));
-#if defined(__GLIBC__)
-      // glibc keeps freed heap memory (its mmap threshold grows after large frees): hand the
-      // finished layer's float64 and pre-rotation copies back to the kernel.
-      malloc_trim(0);
-#endif
+      trim_heap();  // the finished layer's working and pre-rotation copies
     }
     log(concat("slicegpt: layer ", l + 1, "/", L, " sliced to ", d));
   }
@@ -337,11 +355,14 @@ class SliceGptPass : public Pass {
     o_.slice_head = p.boolean("slice_head");
     o_.damping = p.number("damping");
     o_.spill_dir = p.boolean("spill") ? std::filesystem::temp_directory_path().string() : "";
+    o_.calibration_batch = p.integer("calibration_batch");
+    o_.precision = p.string("precision");
   }
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
     check_foldable(m.config);  // before asking for calibration inputs a gps model cannot have
     const torch::Tensor calib = calibration_inputs(m, am, ctx, "slicegpt");
-    nlohmann::json notes = slice_gpt(m, calib, o_, ctx.batch_size, ctx.log);
+    nlohmann::json notes = slice_gpt(
+        m, calib, o_, o_.calibration_batch > 0 ? o_.calibration_batch : ctx.batch_size, ctx.log);
     if (ctx.notes) *ctx.notes = notes;
     return PreservedAnalyses::none();
   }
@@ -369,6 +390,12 @@ void register_slicegpt(PassTable& t) {
       {"spill", OptionSpec::kBool, true, {}, {}, true, {},
        "keep finished layers in an unlinked scratch file in TMPDIR, memory-mapped, instead of "
        "in memory"},
+      {"precision", OptionSpec::kString, "float64", {}, {}, true, {"float64", "float32"},
+       "dtype of the layer being sliced and of the calibration forward (PCA is float64 always); "
+       "float32 holds half the memory"},
+      {"calibration_batch", OptionSpec::kInteger, 0, 0.0, 1e6, true, {},
+       "calibration windows (images) per forward batch, 0 = the eval batch size; smaller holds "
+       "less memory (the float64 forward's temporaries), same result"},
   };
   p.check = [](const Model& m, const PassOptions&) { check_foldable(m.config); };
   p.create = [](const PassOptions& o) { return std::make_unique<SliceGptPass>(o); };

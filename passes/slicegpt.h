@@ -14,6 +14,14 @@ struct SliceGptOptions {
   // (src/spill.h), so only the layer being sliced stays in anonymous memory. Empty: keep them in
   // memory.
   std::string spill_dir;
+  // Calibration windows (images) per forward batch; 0: the pipeline's batch size. The float64
+  // forward's temporaries (attention scores, MLP activations) scale with it, the results do not.
+  int64_t calibration_batch = 0;
+  // dtype of the layer being sliced and of the calibration forward: "float64" (default, as the
+  // tests' Python reference) or "float32" (half the memory: the layer stays in its stored dtype
+  // when that is float32; the SliceGPT reference runs this forward in the model's own dtype).
+  // The covariance and PCA are float64 either way.
+  std::string precision = "float64";
 };
 
 // Folds every LayerNorm into the adjacent linears (float64 inside) so the model becomes a

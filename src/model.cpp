@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "family.h"
+#include "spill.h"
 
 namespace pare {
 
@@ -208,10 +209,15 @@ void Rewriter::rotate(const std::string& name, const torch::Tensor& Q) {
     }
     std::vector<int64_t> shape = t.sizes().vec();
     shape[u.axis] = Q.size(1);
-    torch::Tensor out = torch::empty(shape, t.options());
+    torch::Tensor out = scratch ? scratch->allocate(shape, t.scalar_type()) : torch::empty(shape, t.options());
     for (int64_t i = 0; i < t.size(along); i += kChunk) {
       const int64_t n = std::min(kChunk, t.size(along) - i);
       out.narrow(along, i, n).copy_(rotated(t.narrow(along, i, n)));
+      if (scratch && along == 0 && t.is_contiguous()) {  // row chunks: contiguous memory
+        page_out(t.narrow(0, i, n));
+        SpillFile::release(out.narrow(0, i, n));
+        trim_heap();
+      }
     }
     t = out;
   }
@@ -221,15 +227,24 @@ void Rewriter::rotate(const std::string& name, const torch::Tensor& Q) {
 void Rewriter::add_shortcuts() {
   if (m_.config.shortcuts) return;
   const int64_t L = m_.config.num_hidden_layers;
-  auto opts = torch::TensorOptions().dtype(m_.dtype());
+  const auto dtype = m_.dtype();
+  // L · 2 identity matrices of hidden² elements are as large as a layer's attention: with a
+  // scratch file each is written there and dropped from memory.
+  auto eye = [&](int64_t n) {
+    if (!scratch) return torch::eye(n, torch::TensorOptions().dtype(dtype));
+    torch::Tensor t = scratch->allocate({n, n}, dtype);  // zero-filled scratch space
+    t.diagonal().fill_(1);
+    SpillFile::release(t);
+    return t;
+  };
   for (int64_t l = 0; l < L; ++l) {
     const auto& d = m_.config.layers[l];
     PARE_CHECK(d.attn_in == d.mlp_in && d.mlp_in == m_.config.site_dim(2 * l + 2),
                "add_shortcuts: residual widths differ before shortcuts exist");
     // Parallel blocks (phi) have one residual update per layer, so one shortcut.
     if (!m_.config.parallel_blocks())
-      m_.tensors["blk." + std::to_string(l) + ".attn_shortcut"] = torch::eye(d.attn_in, opts);
-    m_.tensors["blk." + std::to_string(l) + ".ffn_shortcut"] = torch::eye(d.mlp_in, opts);
+      m_.tensors["blk." + std::to_string(l) + ".attn_shortcut"] = eye(d.attn_in);
+    m_.tensors["blk." + std::to_string(l) + ".ffn_shortcut"] = eye(d.mlp_in);
   }
   m_.config.shortcuts = true;
 }

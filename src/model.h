@@ -22,6 +22,8 @@
 
 namespace pare {
 
+class SpillFile;
+
 // Points in the forward where hooks observe (and may steer) activations.
 enum class HookPoint {
   kResidual,   // residual stream at a site before its norm, [B, T, d]; index = site
@@ -113,6 +115,13 @@ class Rewriter {
   // [attn_in, mlp_in], "blk.N.ffn_shortcut" [mlp_in, next]) so each site can be rotated alone.
   // Parallel blocks (phi) get only "blk.N.ffn_shortcut" [attn_in, next]: one update per layer.
   void add_shortcuts();
+
+  // Where rotate() puts a large result (one computed in chunks: more than 4096 rows or columns
+  // along the other axis) and add_shortcuts() its identity matrices; null: in memory. A
+  // layer-by-layer pass sets its scratch file here, and rotate() then drops each finished chunk
+  // of the result from memory (SpillFile::release) and pages the source's out (page_out), so a
+  // vocab × hidden embedding is never resident twice.
+  SpillFile* scratch = nullptr;
 
  private:
   void apply_size(const DimGroup& g, int64_t size);

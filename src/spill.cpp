@@ -1,10 +1,14 @@
 #include "spill.h"
 
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "error.h"
@@ -45,6 +49,52 @@ torch::Tensor SpillFile::spill(const torch::Tensor& t0) {
   return torch::from_blob(
       p, t.sizes(), [keep, n](void* q) { ::munmap(q, static_cast<size_t>(n)); },
       torch::TensorOptions().dtype(t.scalar_type()));
+}
+
+torch::Tensor SpillFile::allocate(const std::vector<int64_t>& shape, torch::ScalarType dtype) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const int64_t n = numel * static_cast<int64_t>(torch::elementSize(dtype));
+  if (n == 0) return torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  const int64_t page = ::sysconf(_SC_PAGESIZE);
+  const int64_t at = (offset_ + page - 1) / page * page;
+  PARE_CHECK(::ftruncate(fd_->fd, at + n) == 0, dir_, ": growing the scratch file failed: ",
+             std::strerror(errno));
+  offset_ = at + n;
+  void* p = ::mmap(nullptr, static_cast<size_t>(n), PROT_READ | PROT_WRITE, MAP_SHARED, fd_->fd, at);
+  PARE_CHECK(p != MAP_FAILED, dir_, ": mapping scratch space failed: ", std::strerror(errno));
+  std::shared_ptr<Fd> keep = fd_;
+  return torch::from_blob(
+      p, shape, [keep, n](void* q) { ::munmap(q, static_cast<size_t>(n)); },
+      torch::TensorOptions().dtype(dtype));
+}
+
+namespace {
+// madvise on the whole pages inside a contiguous tensor's bytes.
+void advise(const torch::Tensor& t, int advice) {
+  if (!t.defined() || !t.is_contiguous() || t.numel() == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t b = a + static_cast<uintptr_t>(t.numel()) * t.element_size();
+  const uintptr_t lo = (a + page - 1) / page * page, hi = b / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, advice);
+}
+}  // namespace
+
+void trim_heap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+void SpillFile::release(const torch::Tensor& t) { advise(t, MADV_DONTNEED); }
+
+void page_out(const torch::Tensor& t) {
+#ifdef MADV_PAGEOUT
+  advise(t, MADV_PAGEOUT);
+#else
+  (void)t;
+#endif
 }
 
 }  // namespace pare
