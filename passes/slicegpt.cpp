@@ -50,8 +50,11 @@ std::string blk(int64_t l) { return "blk." + std::to_string(l) + "."; }
 torch::Tensor rows_f64(const torch::Tensor& t,
                        const std::function<torch::Tensor(const torch::Tensor&)>& fn,
                        SpillFile* scratch = nullptr) {
-  constexpr int64_t kRows = 4096;
-  const bool stream = scratch && t.size(0) > kRows && t.is_contiguous();
+  // Chunks of at most 2M elements (16 MiB in float64).
+  const int64_t kRows =
+      std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, t.numel() / std::max<int64_t>(1, t.size(0))));
+  const bool stream = scratch && t.dim() >= 2 && t.is_contiguous() &&
+                      t.numel() * int64_t(t.element_size()) >= (int64_t(1) << 20);
   torch::Tensor out;
   for (int64_t i = 0; i < t.size(0); i += kRows) {
     const int64_t n = std::min(kRows, t.size(0) - i);
@@ -109,14 +112,16 @@ void centre_last_axis(torch::Tensor& t) {
   t = rows_f64(t, [](const torch::Tensor& x) { return x - x.mean(-1, true); });
 }
 
-// Principal directions of the rows of X [..., D]: eigenvectors of Σ XᵀX (float64, damped),
-// sorted by decreasing eigenvalue. Returns (Q [D, D], eigenvalues descending).
-std::pair<torch::Tensor, torch::Tensor> pca(const torch::Tensor& cov, double damping) {
-  torch::Tensor c = cov.clone();
-  c.diagonal().add_(damping * c.diagonal().mean().item<double>());
-  auto [evals, evecs] = at::linalg_eigh(c);  // ascending
-  torch::Tensor order = at::argsort(evals, -1, true);
-  return {evecs.index_select(1, order), evals.index_select(0, order)};
+// Principal directions of the rows of X [..., D]: eigenvectors of Σ XᵀX (float64, damped; `cov`
+// is consumed), sorted by decreasing eigenvalue. Returns (Q [D, width]: the first `width`
+// directions, eigenvalues [D] descending). Only the kept columns are copied out of LAPACK's
+// result, so the transient memory is the covariance, the eigenvectors and LAPACK's work space.
+std::pair<torch::Tensor, torch::Tensor> pca(torch::Tensor cov, double damping, int64_t width) {
+  cov.diagonal().add_(damping * cov.diagonal().mean().item<double>());
+  auto [evals, evecs] = at::linalg_eigh(cov);  // ascending
+  cov = torch::Tensor();
+  const int64_t D = evals.size(0);
+  return {evecs.narrow(1, D - width, width).flip(1).contiguous(), evals.flip(0)};
 }
 
 // Σ XᵀX over every token of every batch, float64.
@@ -124,8 +129,10 @@ torch::Tensor covariance(const std::vector<ForwardState>& states) {
   torch::Tensor c;
   for (const auto& s : states) {
     torch::Tensor f = s.x.reshape({-1, s.x.size(-1)}).to(torch::kFloat64);
-    torch::Tensor p = at::matmul(f.t(), f);
-    c = c.defined() ? c + p : p;
+    if (c.defined())
+      c.addmm_(f.t(), f);
+    else
+      c = at::matmul(f.t(), f);
   }
   return c;
 }
@@ -285,8 +292,7 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   }
 
   auto slice_site = [&](int64_t site, int64_t width) {
-    auto [Q, ev] = pca(covariance(states), o.damping);
-    torch::Tensor Qd = Q.narrow(1, 0, width).contiguous();
+    auto [Qd, ev] = pca(covariance(states), o.damping, width);
     rw.rotate("resid." + std::to_string(site), Qd);
     for (auto& s : states) s.x = at::matmul(s.x, Qd.to(s.x.scalar_type()));
     double frac = ev.narrow(0, 0, width).sum().item<double>() / ev.sum().item<double>();
@@ -299,13 +305,20 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   // Replaces every tensor named under `prefix` by a view of the scratch file.
   auto spill_under = [&](const std::string& prefix) {
     auto under = [&](const std::string& n) { return n.compare(0, prefix.size(), prefix) == 0; };
+    // Tensors already in the scratch file (large rotated or folded ones) just leave memory.
+    auto put = [&](torch::Tensor& t) {
+      if (spill->owns(t))
+        SpillFile::release(t);
+      else
+        t = spill->spill(t);
+    };
     for (auto& [name, t] : m.tensors)
-      if (under(name)) t = spill->spill(t);
+      if (under(name)) put(t);
     for (auto& [slot, form] : m.linears)
       if (under(slot)) {
         DenseLinear& dl = m.dense(slot);
-        dl.weight = spill->spill(dl.weight);
-        if (dl.bias.defined()) dl.bias = spill->spill(dl.bias);
+        put(dl.weight);
+        if (dl.bias.defined()) put(dl.bias);
       }
   };
   m.to_dtype(work, blk(0));
@@ -313,11 +326,30 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   slice_site(0, d);
   if (spill)  // site 0 is the last to touch the embeddings
     for (const char* e : {"tok_embd", "pos_embd", "patch_embd", "cls_token"}) spill_under(e);
+  // After a calibration forward the layer's weights are resident; the rotations that follow read
+  // them again chunk by chunk, so with a scratch file they leave memory first (file-backed pages
+  // only: the checkpoint's map and the scratch file).
+  auto drop_pages = [&](int64_t l) {
+    if (!spill) return;
+    const std::string prefix = blk(l);
+    auto drop = [&](const torch::Tensor& t) {
+      if (spill->owns(t))
+        SpillFile::release(t);
+      else
+        page_out(t);
+    };
+    for (auto& [name, t] : m.tensors)
+      if (name.compare(0, prefix.size(), prefix) == 0) drop(t);
+    for (auto& [slot, form] : m.linears)
+      if (slot.compare(0, prefix.size(), prefix) == 0) drop(m.dense(slot).weight);
+  };
   for (int64_t l = 0; l < L; ++l) {
     for (auto& s : states) fam.attention(m, l, s);
+    drop_pages(l);
     // Parallel blocks (phi) have no residual state between attention and MLP to slice.
     if (!m.config.parallel_blocks()) slice_site(2 * l + 1, d);
     for (auto& s : states) fam.mlp(m, l, s);
+    drop_pages(l);
     // Layer l's forward is done: back to its dtype before the next layer becomes float64, so
     // only one layer is ever held in float64 (its ffn_down is still rotated below, computed in
     // float64 by the Rewriter and stored in its dtype).

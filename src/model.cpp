@@ -199,25 +199,43 @@ void Rewriter::rotate(const std::string& name, const torch::Tensor& Q) {
     auto rotated = [&](const torch::Tensor& x) {  // rotated axis moves last, then back
       return at::tensordot(x.detach().to(torch::kFloat64), q, {u.axis}, {0}).movedim(-1, u.axis);
     };
-    // In chunks along another axis, so that a vocab × hidden embedding never exists in float64
-    // whole (a layer-by-layer pass holds one layer's worth of memory).
-    constexpr int64_t kChunk = 4096;
+    // In chunks along another axis of at most 2M elements (16 MiB in float64), so that no large
+    // matrix (a vocab × hidden embedding, an MLP weight) ever exists in float64 whole: a
+    // layer-by-layer pass holds one layer's worth of memory.
     const int64_t along = u.axis == 0 ? 1 : 0;
+    const int64_t kChunk =
+        t.dim() < 2 ? 1 : std::max<int64_t>(1, (int64_t(2) << 20) / std::max<int64_t>(1, t.numel() / t.size(along)));
+    // With a scratch file every matrix of 1 MiB or more is written there and dropped from
+    // memory, and the source's pages are paged out: a layer is never resident twice.
+    const bool to_scratch =
+        scratch && t.dim() >= 2 && t.numel() * int64_t(t.element_size()) >= (int64_t(1) << 20);
     if (t.dim() < 2 || t.size(along) <= kChunk) {
-      t = rotated(t).to(t.scalar_type()).contiguous();
+      torch::Tensor r = rotated(t).to(t.scalar_type()).contiguous();
+      if (to_scratch) {
+        torch::Tensor out = scratch->allocate(r.sizes().vec(), r.scalar_type());
+        out.copy_(r);
+        SpillFile::release(out);
+        page_out(t);
+        r = out;
+      }
+      t = r;
       continue;
     }
     std::vector<int64_t> shape = t.sizes().vec();
     shape[u.axis] = Q.size(1);
-    torch::Tensor out = scratch ? scratch->allocate(shape, t.scalar_type()) : torch::empty(shape, t.options());
+    torch::Tensor out = to_scratch ? scratch->allocate(shape, t.scalar_type()) : torch::empty(shape, t.options());
     for (int64_t i = 0; i < t.size(along); i += kChunk) {
       const int64_t n = std::min(kChunk, t.size(along) - i);
       out.narrow(along, i, n).copy_(rotated(t.narrow(along, i, n)));
-      if (scratch && along == 0 && t.is_contiguous()) {  // row chunks: contiguous memory
+      if (to_scratch && along == 0 && t.is_contiguous()) {  // row chunks: contiguous memory
         page_out(t.narrow(0, i, n));
         SpillFile::release(out.narrow(0, i, n));
         trim_heap();
       }
+    }
+    if (to_scratch) {
+      SpillFile::release(out);
+      page_out(t);
     }
     t = out;
   }

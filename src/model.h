@@ -116,11 +116,10 @@ class Rewriter {
   // Parallel blocks (phi) get only "blk.N.ffn_shortcut" [attn_in, next]: one update per layer.
   void add_shortcuts();
 
-  // Where rotate() puts a large result (one computed in chunks: more than 4096 rows or columns
-  // along the other axis) and add_shortcuts() its identity matrices; null: in memory. A
-  // layer-by-layer pass sets its scratch file here, and rotate() then drops each finished chunk
-  // of the result from memory (SpillFile::release) and pages the source's out (page_out), so a
-  // vocab × hidden embedding is never resident twice.
+  // Where rotate() puts every result of 1 MiB or more and add_shortcuts() its identity
+  // matrices; null: in memory. A layer-by-layer pass sets its scratch file here: rotate() then
+  // writes each result there in chunks of at most 2M elements, drops it from memory
+  // (SpillFile::release) and pages the source out (page_out), so no weight is resident twice.
   SpillFile* scratch = nullptr;
 
  private:

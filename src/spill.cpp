@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "error.h"
 
@@ -17,10 +19,39 @@ namespace pare {
 
 struct SpillFile::Fd {
   int fd = -1;
+  std::mutex mu;
+  std::set<const void*> live;  // base addresses of the mappings handed out and not yet unmapped
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
 };
+
+torch::Tensor SpillFile::map(int64_t at, int64_t n, const std::vector<int64_t>& shape,
+                             torch::ScalarType dtype) {
+  void* p = ::mmap(nullptr, static_cast<size_t>(n), PROT_READ | PROT_WRITE, MAP_SHARED, fd_->fd, at);
+  PARE_CHECK(p != MAP_FAILED, dir_, ": mapping scratch space failed: ", std::strerror(errno));
+  std::shared_ptr<Fd> keep = fd_;
+  {
+    std::lock_guard<std::mutex> g(fd_->mu);
+    fd_->live.insert(p);
+  }
+  return torch::from_blob(
+      p, shape,
+      [keep, n](void* q) {
+        {
+          std::lock_guard<std::mutex> g(keep->mu);
+          keep->live.erase(q);
+        }
+        ::munmap(q, static_cast<size_t>(n));
+      },
+      torch::TensorOptions().dtype(dtype));
+}
+
+bool SpillFile::owns(const torch::Tensor& t) const {
+  if (!t.defined() || !t.has_storage()) return false;
+  std::lock_guard<std::mutex> g(fd_->mu);
+  return t.data_ptr() == t.storage().data() && fd_->live.count(t.data_ptr()) > 0;
+}
 
 SpillFile::SpillFile(const std::string& dir) : fd_(std::make_shared<Fd>()), dir_(dir) {
   std::string path = dir + "/pare-spill-XXXXXX";
@@ -43,12 +74,7 @@ torch::Tensor SpillFile::spill(const torch::Tensor& t0) {
     done += w;
   }
   offset_ = at + n;
-  void* p = ::mmap(nullptr, static_cast<size_t>(n), PROT_READ | PROT_WRITE, MAP_SHARED, fd_->fd, at);
-  PARE_CHECK(p != MAP_FAILED, dir_, ": mapping a spilled layer failed: ", std::strerror(errno));
-  std::shared_ptr<Fd> keep = fd_;
-  return torch::from_blob(
-      p, t.sizes(), [keep, n](void* q) { ::munmap(q, static_cast<size_t>(n)); },
-      torch::TensorOptions().dtype(t.scalar_type()));
+  return map(at, n, t.sizes().vec(), t.scalar_type());
 }
 
 torch::Tensor SpillFile::allocate(const std::vector<int64_t>& shape, torch::ScalarType dtype) {
@@ -61,12 +87,7 @@ torch::Tensor SpillFile::allocate(const std::vector<int64_t>& shape, torch::Scal
   PARE_CHECK(::ftruncate(fd_->fd, at + n) == 0, dir_, ": growing the scratch file failed: ",
              std::strerror(errno));
   offset_ = at + n;
-  void* p = ::mmap(nullptr, static_cast<size_t>(n), PROT_READ | PROT_WRITE, MAP_SHARED, fd_->fd, at);
-  PARE_CHECK(p != MAP_FAILED, dir_, ": mapping scratch space failed: ", std::strerror(errno));
-  std::shared_ptr<Fd> keep = fd_;
-  return torch::from_blob(
-      p, shape, [keep, n](void* q) { ::munmap(q, static_cast<size_t>(n)); },
-      torch::TensorOptions().dtype(dtype));
+  return map(at, n, shape, dtype);
 }
 
 namespace {

@@ -31,9 +31,12 @@ class SpillFile {
   // (MADV_DONTNEED on the shared mapping: the data stays in the file and its page cache, touching
   // it again maps it back), so written scratch space stops counting in RSS.
   static void release(const torch::Tensor& t);
+  // Whether `t` is a whole tensor this file handed out (allocate() or spill()) and still maps.
+  bool owns(const torch::Tensor& t) const;
   int64_t bytes_written() const { return offset_; }
 
  private:
+  torch::Tensor map(int64_t at, int64_t n, const std::vector<int64_t>& shape, torch::ScalarType dtype);
   struct Fd;
   std::shared_ptr<Fd> fd_;
   std::string dir_;

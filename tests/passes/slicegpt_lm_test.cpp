@@ -123,13 +123,13 @@ TEST(LmEval, TooShortTextIsAnInputError) {
 namespace pare {
 namespace {
 
-// A llama with a 5,000-token vocabulary (from the llama fixture's config.json), so the
-// embedding and head are rotated and folded in chunks of 4,096 rows: the path that streams
-// through the scratch file (SpillFile::allocate, release, page_out) and back.
+// A llama with a 70,000-token vocabulary (from the llama fixture's config.json, hidden 32), so
+// the embedding and head (2.24M elements, 9 MiB) are rotated and folded into the scratch file in
+// two chunks of at most 2M elements (SpillFile::allocate, release, page_out), and read back.
 Model big_vocab_llama() {
   nlohmann::json j = nlohmann::json::parse(
       read_file(pare_test::fixture("lm/llama/config.json")));
-  j["vocab_size"] = 5000;
+  j["vocab_size"] = 70000;
   j["tie_word_embeddings"] = false;
   Model m = family_by_name("llama").init(config_from_json(j, "config.json"), 3);
   torch::manual_seed(4);
@@ -141,10 +141,10 @@ Model big_vocab_llama() {
 TEST(SliceGptScratch, StreamingThroughTheScratchFileChangesNothing) {
   torch::NoGradGuard ng;
   Model a = big_vocab_llama(), b = a.clone();
-  ASSERT_GT(a.config.vocab_size, 4096);
+  ASSERT_GT(a.at("tok_embd").numel(), int64_t(2) << 20);  // more than one chunk
   torch::manual_seed(7);
-  const torch::Tensor calib = torch::randint(5000, {8, 9}, torch::kLong);
-  const torch::Tensor ids = torch::randint(5000, {2, 9}, torch::kLong);
+  const torch::Tensor calib = torch::randint(70000, {8, 9}, torch::kLong);
+  const torch::Tensor ids = torch::randint(70000, {2, 9}, torch::kLong);
   SliceGptOptions o;
   o.slicing = 0.25;
   slice_gpt(a, calib, o, 8, [](const std::string&) {});  // in memory, one batch
@@ -161,8 +161,8 @@ TEST(SliceGptScratch, StreamingThroughTheScratchFileChangesNothing) {
 TEST(SliceGptScratch, Float32PrecisionReproducesDenseAndStaysCloseToFloat64) {
   torch::NoGradGuard ng;
   torch::manual_seed(7);
-  const torch::Tensor calib = torch::randint(5000, {8, 9}, torch::kLong);
-  const torch::Tensor ids = torch::randint(5000, {2, 9}, torch::kLong);
+  const torch::Tensor calib = torch::randint(70000, {8, 9}, torch::kLong);
+  const torch::Tensor ids = torch::randint(70000, {2, 9}, torch::kLong);
   pare_test::TempDir tmp;
   SliceGptOptions o;
   o.spill_dir = tmp.path();
