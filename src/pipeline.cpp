@@ -251,7 +251,8 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
       res.budget_message = concat("perplexity rose ", inc, "% (", b, " -> ", f,
                                   "), budget max_increase ", *r.budget.max_ppl_increase, "%");
     } else if (r.budget.max_ppl_increase) {
-      res.budget_message = concat("perplexity budget met (", b, " -> ", f, ", +", inc, "%)");
+      res.budget_message =
+          concat("perplexity budget met (", b, " -> ", f, ", ", inc >= 0 ? "+" : "", inc, "%)");
     }
     return res;
   }
