@@ -313,6 +313,47 @@ TEST_F(GpsCli, CompressPruneHeadsReportsGraphRows) {
               st[1]["value"].get<double>(), 1e-9);
 }
 
+// pare compress with zero-tprune on a gps model: nodes leave the global attention; the schedule
+// (keep_rate per step) is saved in config.json and a fresh `pare eval` applies it, reproducing the
+// report's metric and FLOPs. Token counts (keep) and cls-attention are refused for graphs: one
+// line, exit 2, nothing written.
+TEST_F(GpsCli, CompressZeroTPruneSavesTheNodeScheduleAndEvalAppliesIt) {
+  std::ofstream(dir_ / "z.yaml") << "pipeline:\n  - pass: zero-tprune\n    layers: [0]\n"
+                                    "    keep_rate: 0.5\n    iterations: 1\n    similar: 1\n"
+                                    "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
+  PareRun r = pare({"compress", "--model", model().string(), "--recipe", "z.yaml", "--out", "out"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json rep = json::parse(read_all(dir_ / "out" / "report.json"));
+  const auto& st = rep["stages"];
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0]["params"], st[1]["params"]);  // weights untouched
+  // The CLI model has one layer: a step after its attention saves nothing later, and the FLOPs
+  // grow by the selection's own products (PageRank heads·n², S stage lower·upper·key_dim).
+  EXPECT_GT(st[1]["flops_per_graph"].get<double>(), st[0]["flops_per_graph"].get<double>());
+  const json cfg = json::parse(read_all(dir_ / "out" / "config.json"));
+  const json& tp = cfg["pare"]["token_pruning"];
+  ASSERT_EQ(tp.size(), 1u);
+  EXPECT_EQ(tp[0]["layer"], 0);
+  EXPECT_DOUBLE_EQ(tp[0]["keep_rate"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(tp[0]["similar_rate"].get<double>(), 1.0);
+  EXPECT_FALSE(tp[0].contains("keep"));
+  PareRun e = pare({"eval", "--model", (dir_ / "out").string(), "--data", data("MUTAG"), "--json",
+                    "e.json"});
+  ASSERT_EQ(e.code, 0) << show(e);
+  const json ev = json::parse(read_all(dir_ / "e.json"));
+  EXPECT_NEAR(ev["value"].get<double>(), st[1]["value"].get<double>(), 1e-9);
+  EXPECT_NEAR(ev["flops_per_graph"].get<double>(), st[1]["flops_per_graph"].get<double>(), 1.0);
+  for (const char* bad : {"    keep: [5]\n", "    keep_rate: 0.5\n    method: cls-attention\n"}) {
+    std::ofstream(dir_ / "b.yaml") << "pipeline:\n  - pass: zero-tprune\n    layers: [0]\n" << bad
+                                   << "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
+    PareRun b = pare({"compress", "--model", model().string(), "--recipe", "b.yaml", "--out", "o"});
+    EXPECT_EQ(b.code, 2) << show(b);
+    EXPECT_NE(b.err.find("graphs"), std::string::npos) << b.err;
+    EXPECT_EQ(std::count(b.err.begin(), b.err.end(), '\n') <= 2, true) << b.err;
+    EXPECT_FALSE(fs::exists(dir_ / "o"));
+  }
+}
+
 // SliceGPT on a gps model and image data for a gps model: one line, exit 2, nothing written.
 TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
   std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n"
