@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <cmath>
 
 #include "blocks.h"
@@ -303,23 +304,27 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   int64_t calibration_bytes = 0;
   for (const auto& s : states) calibration_bytes += s.x.numel() * s.x.element_size();
   // Replaces every tensor named under `prefix` by a view of the scratch file.
-  auto spill_under = [&](const std::string& prefix) {
+  // Every tensor of the model named under `prefix` (linear weights and biases included).
+  auto each_under = [&](const std::string& prefix, const std::function<void(torch::Tensor&)>& fn) {
     auto under = [&](const std::string& n) { return n.compare(0, prefix.size(), prefix) == 0; };
-    // Tensors already in the scratch file (large rotated or folded ones) just leave memory.
-    auto put = [&](torch::Tensor& t) {
+    for (auto& [name, t] : m.tensors)
+      if (under(name)) fn(t);
+    for (auto& [slot, form] : m.linears)
+      if (under(slot)) {
+        DenseLinear& dl = m.dense(slot);
+        fn(dl.weight);
+        if (dl.bias.defined()) fn(dl.bias);
+      }
+  };
+  // Moves every tensor under `prefix` to the scratch file; those already there (large rotated or
+  // folded ones) just leave memory.
+  auto spill_under = [&](const std::string& prefix) {
+    each_under(prefix, [&](torch::Tensor& t) {
       if (spill->owns(t))
         SpillFile::release(t);
       else
         t = spill->spill(t);
-    };
-    for (auto& [name, t] : m.tensors)
-      if (under(name)) put(t);
-    for (auto& [slot, form] : m.linears)
-      if (under(slot)) {
-        DenseLinear& dl = m.dense(slot);
-        put(dl.weight);
-        if (dl.bias.defined()) put(dl.bias);
-      }
+    });
   };
   m.to_dtype(work, blk(0));
   if (!folded) fold.layer(0);
@@ -331,17 +336,12 @@ nlohmann::json slice_gpt(Model& m, const torch::Tensor& calibration, const Slice
   // only: the checkpoint's map and the scratch file).
   auto drop_pages = [&](int64_t l) {
     if (!spill) return;
-    const std::string prefix = blk(l);
-    auto drop = [&](const torch::Tensor& t) {
+    each_under(blk(l), [&](torch::Tensor& t) {
       if (spill->owns(t))
         SpillFile::release(t);
       else
         page_out(t);
-    };
-    for (auto& [name, t] : m.tensors)
-      if (name.compare(0, prefix.size(), prefix) == 0) drop(t);
-    for (auto& [slot, form] : m.linears)
-      if (slot.compare(0, prefix.size(), prefix) == 0) drop(m.dense(slot).weight);
+    });
   };
   for (int64_t l = 0; l < L; ++l) {
     for (auto& s : states) fam.attention(m, l, s);

@@ -148,18 +148,22 @@ void ArchConfig::finalize(const std::string& src) {
   }
   PARE_CHECK(!is_lm() || token_pruning.empty(), src,
              ": pare.token_pruning: token pruning applies to encoders (vit), not to decoder LMs");
-  if (is_graph()) {
-    // Graphs: nodes leave the global attention only, at a keep rate per graph (src/gps.cpp).
-    int64_t prev = -1;
-    PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
-               ": pare.token_pruning has ", token_pruning.size(), " steps, more than the ",
-               num_hidden_layers, " layers");
-    for (size_t i = 0; i < token_pruning.size(); ++i) {
-      const auto& st = token_pruning[i];
-      const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
-      PARE_CHECK(st.layer >= 0 && st.layer < num_hidden_layers && st.layer > prev, ts,
-                 ".layer: expected increasing layers in 0..", num_hidden_layers - 1, ", got ",
-                 st.layer);
+  PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
+             ": pare.token_pruning has ", token_pruning.size(), " steps, more than the ",
+             num_hidden_layers, " layers");
+  int64_t tokens = seq_len(), prev_layer = -1;
+  for (size_t i = 0; i < token_pruning.size(); ++i) {
+    const auto& st = token_pruning[i];
+    const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
+    PARE_CHECK(st.layer >= 0 && st.layer < num_hidden_layers, ts, ".layer: expected 0..",
+               num_hidden_layers - 1, ", got ", st.layer);
+    PARE_CHECK(st.layer > prev_layer, ts, ".layer: steps must be in increasing layer order, got ",
+               st.layer, " after ", prev_layer);
+    PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
+               ".iterations: expected 1..1000, got ", st.iterations);
+    prev_layer = st.layer;
+    if (is_graph()) {
+      // Graphs: nodes leave the global attention only, at a keep rate per graph (src/gps.cpp).
       PARE_CHECK(st.keep_rate > 0 && st.keep_rate <= 1, ts,
                  ".keep_rate: expected a share of the attending nodes in (0, 1], got ", st.keep_rate);
       PARE_CHECK(st.similar_rate >= 0 && st.similar_rate <= 1, ts,
@@ -167,24 +171,10 @@ void ArchConfig::finalize(const std::string& src) {
       PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "attention",
                  ts, ".method: expected zero-tprune, random or attention (graphs have no CLS), got '",
                  st.method, "'");
-      PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
-                 ".iterations: expected 1..1000, got ", st.iterations);
       PARE_CHECK(layers[st.layer].heads > 0, ts, ".layer: layer ", st.layer,
                  " has no attention heads to rank its nodes by");
-      prev = st.layer;
+      continue;
     }
-  }
-  int64_t tokens = seq_len(), prev_layer = -1;
-  for (size_t i = 0; i < token_pruning.size() && !is_graph(); ++i) {
-    const auto& st = token_pruning[i];
-    const std::string ts = concat(src, ": pare.token_pruning[", i, "]");
-    PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
-               ": pare.token_pruning has ", token_pruning.size(),
-               " steps, more than the ", num_hidden_layers, " layers");
-    PARE_CHECK(st.layer >= 0 && st.layer < num_hidden_layers, ts, ".layer: expected 0..",
-               num_hidden_layers - 1, ", got ", st.layer);
-    PARE_CHECK(st.layer > prev_layer, ts, ".layer: steps must be in increasing layer order, got ",
-               st.layer, " after ", prev_layer);
     PARE_CHECK(st.keep > special_tokens() && st.keep <= tokens, ts, ".keep: expected ",
                special_tokens() + 1, "..", tokens, " tokens (", special_tokens(),
                " special token(s) are always kept, ", tokens, " enter layer ", st.layer, "), got ",
@@ -193,14 +183,11 @@ void ArchConfig::finalize(const std::string& src) {
                    st.method == "cls-attention" || st.method == "attention",
                ts, ".method: expected zero-tprune, random, cls-attention or attention, got '",
                st.method, "'");
-    PARE_CHECK(st.iterations >= 1 && st.iterations <= 1000, ts,
-               ".iterations: expected 1..1000, got ", st.iterations);
     const int64_t max_similar = std::min(tokens - st.keep, (tokens - special_tokens()) / 2);
     PARE_CHECK(st.similar >= 0 && st.similar <= max_similar, ts, ".similar: expected 0..",
                max_similar, " (at most the tokens dropped at this step and the less important ",
                "half), got ", st.similar);
     tokens = st.keep;
-    prev_layer = st.layer;
   }
   if (!is_lm() && !is_graph()) {
     if (id2label.empty())
