@@ -15,11 +15,13 @@
 
 namespace pare {
 
-// The selection runs one sequence at a time on raw arrays (at::parallel_for over the batch): a
-// step touches B·H·N² probabilities a handful of times, and as a chain of tensor ops (broadcast
-// products, argsort, gathers, a batched matmul, masks, topk) it cost ~3.7 ms per ViT step at batch
-// 256 against ~0.6 ms for the baselines, a tenth of the pruned forward. Row functions take the
-// number of valid tokens n and the leading dimension ld (≥ n) so padded rows can be used.
+// The selection runs one sequence at a time on raw arrays, in one at::parallel_for over the batch
+// (this file must be compiled with OpenMP: in LibTorch 1.13 parallel_for is an inline template
+// around #pragma omp parallel, and without -fopenmp it runs on one thread). A step touches B·H·N²
+// probabilities a handful of times; as a chain of tensor ops (broadcast products, argsort, gathers,
+// a batched matmul, masks, topk) it cost ~3.7 ms per ViT step at batch 256, and a batched matmul of
+// 256 small similarity blocks alone cost ~1 ms. Row functions take the number of valid tokens n and
+// the leading dimension ld (≥ n) so padded rows can be used.
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -87,126 +89,144 @@ std::vector<int64_t> by_score(const T* score, int64_t from, int64_t to) {
   return o;
 }
 
-// Σ a[c]·b[c] with eight independent partial sums, which the compiler turns into vector
-// instructions (one running sum would wait on each addition's latency). On x86-64 with GCC an
-// AVX2/FMA clone is chosen at load time when the CPU has it (the S stage's similarity products are
-// most of a step's arithmetic).
+// The S stage's similarity block of one row, which is most of a step's arithmetic: best[a] = max
+// over h < upper of lo_a · hi_h, for unit Key vectors lo [lower, kd] (row-major) and hiT [kd, w]
+// (hi transposed, columns ≥ upper zero, w a multiple of kCols). Each lo row is multiplied with
+// kCols columns of hiT at a time into a local accumulator the compiler keeps in vector registers.
+// On x86-64 with GCC an AVX2 clone is chosen at load time when the CPU has AVX2 (a clone for
+// "arch=haswell" is not: GCC dispatches that on the CPU model, and other models got the SSE2 one).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PARE_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define PARE_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define PARE_VECTOR_CLONES
 #endif
+constexpr int64_t kCols = 16;
 template <typename T>
-inline double dot8(const T* a, const T* b, int64_t n) {
-  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#if defined(__GNUC__)
+__attribute__((always_inline))  // into each clone, compiled for its instruction set
+#endif
+inline void best_similarity_t(const T* lo, int64_t lower, const T* hiT, int64_t upper, int64_t w,
+                              int64_t kd, double* best) {
+  for (int64_t a = 0; a < lower; ++a) {
+    const T* l = lo + a * kd;
+    double m = -kInf;
+    for (int64_t j0 = 0; j0 < upper; j0 += kCols) {
+      T acc[kCols] = {};
+      for (int64_t c = 0; c < kd; ++c) {
+        const T* h = hiT + c * w + j0;
+        for (int64_t u = 0; u < kCols; ++u) acc[u] += l[c] * h[u];
+      }
+      for (int64_t u = 0; u < std::min(kCols, upper - j0); ++u) m = std::max(m, double(acc[u]));
+    }
+    best[a] = m;
+  }
+}
+PARE_VECTOR_CLONES void best_similarity(const float* lo, int64_t lower, const float* hiT,
+                                        int64_t upper, int64_t w, int64_t kd, double* best) {
+  best_similarity_t(lo, lower, hiT, upper, w, kd, best);
+}
+PARE_VECTOR_CLONES void best_similarity(const double* lo, int64_t lower, const double* hiT,
+                                        int64_t upper, int64_t w, int64_t kd, double* best) {
+  best_similarity_t(lo, lower, hiT, upper, w, kd, best);
+}
+
+// Σ v[c]² with eight independent partial sums, which the compiler turns into vector instructions
+// (one running sum would wait on each addition's latency: 1 ms of a 2 ms step went there).
+template <typename T>
+double sum_of_squares(const T* v, int64_t n) {
+  T acc[8] = {};
   int64_t c = 0;
   for (; c + 8 <= n; c += 8)
-    for (int u = 0; u < 8; ++u) acc[u] += a[c + u] * b[c + u];
+    for (int u = 0; u < 8; ++u) acc[u] += v[c + u] * v[c + u];
   double sum = 0;
-  for (; c < n; ++c) sum += double(a[c]) * b[c];
+  for (; c < n; ++c) sum += double(v[c]) * v[c];
   for (int u = 0; u < 8; ++u) sum += acc[u];
   return sum;
 }
-PARE_VECTOR_CLONES double dot(const float* a, const float* b, int64_t n) { return dot8(a, b, n); }
-PARE_VECTOR_CLONES double dot(const double* a, const double* b, int64_t n) { return dot8(a, b, n); }
 
 // One row of a selection: n valid tokens (of ld), keep of them, r by the S stage.
 struct Row {
   int64_t n = 0, keep = 0, r = 0;
 };
 
-// The selection of a batch of rows in two passes over the rows with one batched matmul between
-// them (the S stage's Key-vector cosine similarities, most of a step's arithmetic, run fastest as
-// one bmm). Pass 1: PageRank and head combination, the S stage's split into halves and the unit
-// Key vectors of each half. Pass 2: each less important token's best similarity, the r most
-// similar dropped, then the top `keep` scores. Writes each row's kept positions, ascending, to
-// out + offset[b].
+// Per-thread scratch of select_rows, reused across rows.
+template <typename T>
+struct RowScratch {
+  std::vector<T> full, first, tmp, comb, lo, hiT;
+  std::vector<double> score, best;
+};
+
+// The selection of one row b: the scores (PageRank and head combination, or a baseline's), for
+// zero-tprune with r > 0 the S stage (tokens ordered by I′ and split into halves; each less
+// important token's best Key-vector cosine similarity to the more important half; the r most
+// similar dropped), then the top `keep` scores. Writes the kept positions, ascending, to out.
+template <typename T>
+void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, const T* Kb,
+                int64_t kd, int64_t specials, const Row& w, const T* random, RowScratch<T>& z,
+                int64_t* out) {
+  const bool uniform = step.uniform_init || specials == 0;  // no CLS: a uniform start
+  std::vector<double>& sc = z.score;
+  sc.assign(w.n, 0.0);
+  if (step.method == "random") {
+    for (int64_t j = 0; j < w.n; ++j) sc[j] = random[j];
+  } else if (step.method == "cls-attention") {
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < w.n; ++j) sc[j] += double(Pb[h * ld * ld + j]) / double(H);
+  } else if (step.method == "attention") {
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < w.n; ++i)
+        for (int64_t j = 0; j < w.n; ++j) sc[j] += double(Pb[(h * ld + i) * ld + j]) / double(H * w.n);
+  } else {
+    // I′ (one iteration) orders the tokens for the S stage; the I stage ranks the survivors.
+    // When the S stage drops every token to drop, the I stage has nothing left to decide.
+    const bool need_i = w.r == 0 || w.r < w.n - w.keep;
+    // The S stage reads this row's Key vectors in importance order; start loading them now so they
+    // arrive while PageRank reads the probabilities (they are rarely still in cache).
+    if (w.r > 0)
+      for (int64_t c = 0; c < w.n * kd; c += 64 / int64_t(sizeof(T))) __builtin_prefetch(Kb + c);
+    z.full.resize(H * w.n), z.first.resize(H * w.n), z.comb.resize(w.n);
+    pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, z.full.data(),
+                 w.r > 0 ? z.first.data() : nullptr, z.tmp);
+    if (need_i) {
+      combine_row(z.full.data(), H, w.n, 0.01, 0.7, z.comb.data());
+      for (int64_t j = 0; j < w.n; ++j) sc[j] = z.comb[j];
+    }
+    if (w.r > 0) {
+      combine_row(z.first.data(), H, w.n, 0.01, 0.7, z.comb.data());
+      const std::vector<int64_t> sorted = by_score(z.comb.data(), specials, w.n);
+      const int64_t m = w.n - specials, upper = (m + 1) / 2, lower = m - upper;
+      const int64_t wd = (upper + kCols - 1) / kCols * kCols;
+      z.lo.resize(lower * kd), z.hiT.assign(kd * wd, T(0)), z.best.resize(lower);
+      for (int64_t i = 0; i < upper + lower; ++i) {  // unit Key vectors of both halves
+        const T* k = Kb + sorted[i] * kd;
+        const T inv = T(1.0 / std::max(std::sqrt(sum_of_squares(k, kd)), 1e-12));
+        if (i < upper)
+          for (int64_t c = 0; c < kd; ++c) z.hiT[c * wd + i] = k[c] * inv;
+        else
+          for (int64_t c = 0; c < kd; ++c) z.lo[(i - upper) * kd + c] = k[c] * inv;
+      }
+      best_similarity(z.lo.data(), lower, z.hiT.data(), upper, wd, kd, z.best.data());
+      const std::vector<int64_t> pick = by_score(z.best.data(), 0, lower);
+      for (int64_t i = 0; i < w.r; ++i) sc[sorted[upper + pick[i]]] = -kInf;
+    }
+  }
+  for (int64_t j = 0; j < specials; ++j) sc[j] = kInf;
+  std::vector<int64_t> o = by_score(sc.data(), 0, w.n);
+  std::sort(o.begin(), o.begin() + w.keep);
+  std::copy(o.begin(), o.begin() + w.keep, out);
+}
+
+// select_row for every row of the batch, in parallel; row b's kept positions go to out + offset[b].
 template <typename T>
 void select_rows(const TokenPruneStep& step, const T* P, int64_t H, int64_t ld, const T* K,
                  int64_t kd, int64_t specials, const std::vector<Row>& rows, const T* random,
                  int64_t* out, const std::vector<int64_t>& offset) {
   const int64_t B = static_cast<int64_t>(rows.size());
-  const bool uniform = step.uniform_init || specials == 0;  // no CLS: a uniform start
-  auto halves = [&](const Row& w) {                          // {upper, lower}
-    const int64_t m = w.n - specials;
-    return std::pair<int64_t, int64_t>{(m + 1) / 2, m - (m + 1) / 2};
-  };
-  int64_t max_hi = 0, max_lo = 0;
-  for (const Row& w : rows)
-    if (w.r > 0) max_hi = std::max(max_hi, halves(w).first), max_lo = std::max(max_lo, halves(w).second);
-  const auto opts = torch::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  // Unit Key vectors [B, max_hi | max_lo, kd], zero rows as padding; blocks of rows without an S
-  // stage stay unset (their products are never read).
-  torch::Tensor hi_t, lo_t;
-  if (max_lo > 0) hi_t = torch::empty({B, max_hi, kd}, opts), lo_t = torch::empty({B, max_lo, kd}, opts);
-  std::vector<std::vector<int64_t>> sorted(B);
-  std::vector<std::vector<double>> score(B);
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<T> full, first, tmp, comb;
-    for (int64_t b = b0; b < b1; ++b) {
-      const Row& w = rows[b];
-      const T* Pb = P + b * H * ld * ld;
-      std::vector<double>& sc = score[b];
-      sc.assign(w.n, 0.0);
-      if (step.method == "random") {
-        for (int64_t j = 0; j < w.n; ++j) sc[j] = random[b * ld + j];
-      } else if (step.method == "cls-attention") {
-        for (int64_t h = 0; h < H; ++h)
-          for (int64_t j = 0; j < w.n; ++j) sc[j] += double(Pb[h * ld * ld + j]) / double(H);
-      } else if (step.method == "attention") {
-        for (int64_t h = 0; h < H; ++h)
-          for (int64_t i = 0; i < w.n; ++i)
-            for (int64_t j = 0; j < w.n; ++j)
-              sc[j] += double(Pb[(h * ld + i) * ld + j]) / double(H * w.n);
-      } else {
-        // I′ (one iteration) orders the tokens for the S stage; the I stage ranks the survivors.
-        // When the S stage drops every token to drop, the I stage has nothing left to decide.
-        const bool need_i = w.r == 0 || w.r < w.n - w.keep;
-        full.resize(H * w.n), first.resize(H * w.n), comb.resize(w.n);
-        pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, full.data(),
-                     w.r > 0 ? first.data() : nullptr, tmp);
-        if (w.r > 0) {
-          combine_row(first.data(), H, w.n, 0.01, 0.7, comb.data());
-          sorted[b] = by_score(comb.data(), specials, w.n);
-          const auto [upper, lower] = halves(w);
-          T* hi = hi_t.data_ptr<T>() + b * max_hi * kd;
-          T* lo = lo_t.data_ptr<T>() + b * max_lo * kd;
-          for (int64_t i = 0; i < upper + lower; ++i) {
-            const T* k = K + (b * ld + sorted[b][i]) * kd;
-            const T inv = T(1.0 / std::max(std::sqrt(dot(k, k, kd)), 1e-12));
-            T* dst = i < upper ? hi + i * kd : lo + (i - upper) * kd;
-            for (int64_t c = 0; c < kd; ++c) dst[c] = k[c] * inv;
-          }
-          std::fill(hi + upper * kd, hi + max_hi * kd, T(0));
-          std::fill(lo + lower * kd, lo + max_lo * kd, T(0));
-        }
-        if (need_i) {
-          combine_row(full.data(), H, w.n, 0.01, 0.7, comb.data());
-          for (int64_t j = 0; j < w.n; ++j) sc[j] = comb[j];
-        }
-      }
-    }
-  });
-  torch::Tensor sim;  // [B, max_lo, max_hi]
-  if (max_lo > 0) sim = at::bmm(lo_t, hi_t.transpose(1, 2)).contiguous();
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const Row& w = rows[b];
-      std::vector<double>& sc = score[b];
-      if (w.r > 0) {
-        const auto [upper, lower] = halves(w);
-        const T* S = sim.data_ptr<T>() + b * max_lo * max_hi;
-        std::vector<double> best(lower, -kInf);
-        for (int64_t a = 0; a < lower; ++a)
-          for (int64_t h = 0; h < upper; ++h) best[a] = std::max(best[a], double(S[a * max_hi + h]));
-        std::vector<int64_t> pick = by_score(best.data(), 0, lower);
-        for (int64_t i = 0; i < w.r; ++i) sc[sorted[b][upper + pick[i]]] = -kInf;
-      }
-      for (int64_t j = 0; j < specials; ++j) sc[j] = kInf;
-      std::vector<int64_t> o = by_score(sc.data(), 0, w.n);
-      std::sort(o.begin(), o.begin() + w.keep);
-      std::copy(o.begin(), o.begin() + w.keep, out + offset[b]);
-    }
+    RowScratch<T> z;
+    for (int64_t b = b0; b < b1; ++b)
+      select_row(step, P + b * H * ld * ld, H, ld, K + b * ld * kd, kd, specials, rows[b],
+                 random ? random + b * ld : nullptr, z, out + offset[b]);
   });
 }
 

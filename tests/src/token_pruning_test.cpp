@@ -2,8 +2,10 @@
 // PageRank on a 3x3 attention graph (1 and 2 iterations, both initialisations), the variance head
 // filter and RMS aggregation, the three selection methods (CLS kept, ascending indices, the
 // S stage dropping a token whose Key duplicates a more important token's), and the selection
-// cost formula. Every expected value is written out here, never produced by pare.
+// cost formula. Every expected value is written out here, never produced by pare; the one
+// randomised test compares against a second implementation written as tensor ops in this file.
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "test_util.h"
@@ -393,6 +395,93 @@ TEST(SelectTokensRagged, AttentionBaselineByHandIgnoresPadding) {
                      HasSubstr("row 1: n 5"));
   EXPECT_INPUT_ERROR(select_tokens_ragged(st, p, keys, {4, 3}, {2, 0}, {0, 0}),
                      HasSubstr("keep 0"));
+}
+
+// ---- against a second implementation ------------------------------------------------------------
+
+// Zero-TPrune's selection for one sequence written as plain tensor ops (matmuls, sorts), the way
+// METHODS.md states it, independently of token_pruning.cpp's row loops: probs [H, n, n], keys
+// [n, C], `specials` leading tokens kept. Returns the kept positions, ascending.
+std::vector<int64_t> reference_selection(const torch::Tensor& probs, const torch::Tensor& keys,
+                                         int64_t specials, int64_t keep, int64_t r,
+                                         int64_t iterations, bool uniform) {
+  const int64_t H = probs.size(0), n = probs.size(1);
+  auto pagerank = [&](int64_t its) {  // [H, n]
+    torch::Tensor s = torch::ones({H, 1, n}, torch::kFloat64);
+    if (!uniform) s.select(2, 0).fill_(std::sqrt(double(n)));
+    s = s / s.sum(-1, true);
+    for (int64_t i = 0; i < its; ++i) s = torch::bmm(s, probs);
+    return s.squeeze(1);
+  };
+  auto combine = [&](const torch::Tensor& s) {  // variance window [0.01, 0.7], then RMS
+    torch::Tensor var = (s * double(n)).var(-1, /*unbiased=*/false);
+    torch::Tensor use = (var >= 0.01).logical_and(var <= 0.7);
+    if (use.sum().item<int64_t>() == 0) use.fill_(true);
+    return s.index({use}).pow(2).mean(0).sqrt();
+  };
+  auto order = [](const torch::Tensor& v) {  // descending; ties: lower position first
+    return std::get<1>(v.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  };
+  const bool need_i = r == 0 || r < n - keep;
+  torch::Tensor score =
+      need_i ? combine(pagerank(iterations)) : torch::zeros({n}, torch::kFloat64);
+  if (r > 0) {
+    torch::Tensor first = combine(pagerank(1));
+    torch::Tensor ranked = order(first.slice(0, specials)) + specials;
+    const int64_t m = n - specials, upper = (m + 1) / 2;
+    torch::Tensor unit = keys / keys.norm(2, -1, true);
+    torch::Tensor hi = unit.index_select(0, ranked.slice(0, 0, upper));
+    torch::Tensor lo_pos = ranked.slice(0, upper);
+    torch::Tensor best = std::get<0>(unit.index_select(0, lo_pos).matmul(hi.t()).max(1));
+    torch::Tensor drop = lo_pos.index_select(0, order(best).slice(0, 0, r));
+    score.index_fill_(0, drop, -std::numeric_limits<double>::infinity());
+  }
+  score.slice(0, 0, specials).fill_(std::numeric_limits<double>::infinity());
+  torch::Tensor kept = std::get<0>(order(score).slice(0, 0, keep).sort());
+  return std::vector<int64_t>(kept.data_ptr<int64_t>(), kept.data_ptr<int64_t>() + keep);
+}
+
+// Random attention and keys for 37 sequences (split unevenly over 2 threads), the I stage alone,
+// the S stage together with the I stage, and the S stage alone; then graph rows of 5 to 20
+// valid tokens padded to 20, from a uniform start.
+TEST(SelectTokens, ZeroTPruneMatchesATensorOpReferenceOnARandomBatch) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::manual_seed(11);
+  const int64_t B = 37, H = 3, N = 20, C = 8, keep = 12;
+  torch::Tensor probs = torch::softmax(torch::randn({B, H, N, N}, torch::kFloat64) * 2, -1);
+  torch::Tensor keys = torch::randn({B, N, C}, torch::kFloat64);
+  for (int64_t r : {0, 4, 8}) {
+    TokenPruneStep st = step_of("zero-tprune", keep);
+    st.iterations = 3;
+    st.similar = r;
+    torch::Tensor idx = select_tokens(st, probs, keys, 1);
+    for (int64_t b = 0; b < B; ++b)
+      EXPECT_EQ(row(idx, b), reference_selection(probs[b], keys[b], 1, keep, r, 3, false))
+          << "r " << r << ", sequence " << b;
+  }
+  std::vector<int64_t> n(B), k(B), s(B);
+  torch::Tensor padded = torch::zeros_like(probs);
+  for (int64_t b = 0; b < B; ++b) {
+    n[b] = 5 + b % 16, k[b] = (n[b] + 1) / 2, s[b] = (n[b] - k[b]) / 2;
+    padded[b].slice(1, 0, n[b]).slice(2, 0, n[b]) =
+        torch::softmax(torch::randn({H, n[b], n[b]}, torch::kFloat64), -1);
+  }
+  TokenPruneStep st = step_of("zero-tprune", 0);
+  st.iterations = 2;
+  const std::vector<int64_t> kept = select_tokens_ragged(st, padded, keys, n, k, s);
+  size_t at = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int64_t> want = reference_selection(
+        padded[b].slice(1, 0, n[b]).slice(2, 0, n[b]), keys[b].slice(0, 0, n[b]), 0, k[b], s[b], 2,
+        true);
+    ASSERT_LE(at + want.size(), kept.size());
+    EXPECT_EQ(std::vector<int64_t>(kept.begin() + at, kept.begin() + at + want.size()), want)
+        << "graph row " << b;
+    at += want.size();
+  }
+  EXPECT_EQ(at, kept.size());
+  at::set_num_threads(threads);
 }
 
 TEST(GraphKeep, RoundsAndKeepsAtLeastOneNode) {
