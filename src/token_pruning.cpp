@@ -26,11 +26,25 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// Cache lines a caller wants loaded while PageRank reads the probabilities: one is requested per
+// row of P read in the first iteration, the rest at the end (a burst of requests stalls).
+struct Prefetch {
+  const char* at = nullptr;
+  int64_t lines = 0;
+  int64_t next = 0;
+  void one() {
+    if (next < lines) __builtin_prefetch(at + 64 * next++);
+  }
+  void rest() {
+    while (next < lines) one();
+  }
+};
+
 // Per-head PageRank scores s [H, n] (row stride n) of one sequence: P [H, ld, ld], valid block
 // [n, n]. `first` (optional, [H, n]) receives the scores after one iteration (I′).
 template <typename T>
 void pagerank_row(const T* P, int64_t H, int64_t n, int64_t ld, int64_t iterations,
-                  bool uniform_init, T* s, T* first, std::vector<T>& tmp) {
+                  bool uniform_init, T* s, T* first, std::vector<T>& tmp, Prefetch pf = {}) {
   tmp.resize(n);
   for (int64_t h = 0; h < H; ++h) {
     T* sh = s + h * n;
@@ -45,12 +59,14 @@ void pagerank_row(const T* P, int64_t H, int64_t n, int64_t ld, int64_t iteratio
         const T si = sh[i];
         const T* row = Ph + i * ld;
         for (int64_t j = 0; j < n; ++j) tmp[j] += si * row[j];
+        pf.one();
       }
       std::copy(tmp.begin(), tmp.end(), sh);
       if (it == 0 && first) std::copy(sh, sh + n, first + h * n);
     }
     if (iterations == 0 && first) std::copy(sh, sh + n, first + h * n);
   }
+  pf.rest();
 }
 
 // Root-mean-square over the heads whose variance of n·s lies in [var_min, var_max] (all heads
@@ -180,13 +196,13 @@ void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, 
     // I′ (one iteration) orders the tokens for the S stage; the I stage ranks the survivors.
     // When the S stage drops every token to drop, the I stage has nothing left to decide.
     const bool need_i = w.r == 0 || w.r < w.n - w.keep;
-    // The S stage reads this row's Key vectors in importance order; start loading them now so they
-    // arrive while PageRank reads the probabilities (they are rarely still in cache).
-    if (w.r > 0)
-      for (int64_t c = 0; c < w.n * kd; c += 64 / int64_t(sizeof(T))) __builtin_prefetch(Kb + c);
+    // The S stage reads this row's Key vectors in importance order; they are rarely still in
+    // cache, so they are loaded while PageRank reads the probabilities.
+    Prefetch keys;
+    if (w.r > 0) keys = {reinterpret_cast<const char*>(Kb), (w.n * kd * int64_t(sizeof(T)) + 63) / 64};
     z.full.resize(H * w.n), z.first.resize(H * w.n), z.comb.resize(w.n);
     pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, z.full.data(),
-                 w.r > 0 ? z.first.data() : nullptr, z.tmp);
+                 w.r > 0 ? z.first.data() : nullptr, z.tmp, keys);
     if (need_i) {
       combine_row(z.full.data(), H, w.n, 0.01, 0.7, z.comb.data());
       for (int64_t j = 0; j < w.n; ++j) sc[j] = z.comb[j];
