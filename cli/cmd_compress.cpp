@@ -73,6 +73,7 @@ Runner add_compress(CLI::App& app, Common&) {
       check_graph_data_fits(m.config, gdata->ds, r.graph_path);
       data.graphs = &gdata->ds;
       data.graph_idx = split_indices(*gdata, "test");
+      data.calibration_graph_idx = spaced_subset(split_indices(*gdata, "train"), r.calibration_samples);
       log(concat(data.graph_idx.size(), " test graphs of ", gdata->describe()));
     }
     torch::Tensor calibration;

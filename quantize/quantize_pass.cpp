@@ -6,7 +6,8 @@
 // error feedback, lazy batches of 128 columns, 1% damping), §4 and the reference code for groups
 // and act-order. RTN is the paper's baseline.
 //
-// Steps (GPTQ): run the calibration images through family.embed; for each layer l, temporarily
+// Steps (GPTQ): run the calibration inputs through family.embed (images, token windows) or
+// family.embed_graph (graphs of the train split, for gps); for each layer l, temporarily
 // wrap every selected linear slot of the layer in a recording form that accumulates XᵀX (float64)
 // of its inputs while delegating to the dense weights, run attention(l) + mlp(l), quantize each
 // slot with H = 2XᵀX (quantize/gptq.h), then re-run layer l with the quantized weights to make
@@ -26,6 +27,7 @@
 
 #include "error.h"
 #include "family.h"
+#include "graph_data.h"
 
 namespace pare {
 
@@ -129,8 +131,17 @@ std::vector<std::string> quantize_slots(const Model& m, const QuantizeOptions& o
   return out;
 }
 
-nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const QuantizeOptions& o,
-                              int64_t batch_size, const std::function<void(const std::string&)>& log) {
+namespace {
+
+// The calibration inputs of GPTQ as the embedded forward states of its batches (`count` inputs in
+// all); empty for RTN.
+struct Calibration {
+  std::function<std::vector<ForwardState>()> embed;
+  int64_t count = 0;
+};
+
+nlohmann::json quantize_with(Model& m, const Calibration& calibration, const QuantizeOptions& o,
+                             const std::function<void(const std::string&)>& log) {
   PARE_CHECK(o.format.bits == 4 || o.format.bits == 8, "quantize: bits: expected 4 or 8, got ",
              o.format.bits);
   PARE_CHECK(o.method == "rtn" || o.method == "gptq", "quantize: method: expected rtn or gptq, got '",
@@ -163,7 +174,7 @@ nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const 
   if (o.method == "rtn") {
     for (const auto& s : slots) quantize_slot(s, torch::Tensor());
   } else {
-    PARE_CHECK(calibration.defined() && calibration.size(0) > 0, "quantize: gptq needs calibration images");
+    PARE_CHECK(calibration.count > 0, "quantize: gptq needs calibration inputs");
     const Family& fam = m.family();
     const int64_t L = m.config.num_hidden_layers;
     std::map<int64_t, std::vector<std::string>> by_layer;
@@ -178,12 +189,7 @@ nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const 
       for (const auto& [s, H] : r.finish()) quantize_slot(s, H);
     };
     std::vector<ForwardState> states;
-    auto embed_all = [&] {
-      states.clear();
-      for (int64_t i = 0; i < calibration.size(0); i += batch_size)
-        states.push_back(
-            fam.embed(m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i))));
-    };
+    auto embed_all = [&] { states = calibration.embed(); };
     {
       Recorders rec(m, outer);
       embed_all();
@@ -225,9 +231,48 @@ nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const 
           {"symmetric", o.format.symmetric},
           {"act_order", o.gptq.act_order},
           {"damping", o.gptq.damping},
-          {"calibration_samples", o.method == "gptq" ? calibration.size(0) : 0},
+          {"calibration_samples", o.method == "gptq" ? calibration.count : 0},
           {"seconds", secs},
           {"slots", per_slot}};
+}
+
+}  // namespace
+
+nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const QuantizeOptions& o,
+                              int64_t batch_size, const std::function<void(const std::string&)>& log) {
+  Calibration c;
+  if (calibration.defined()) {
+    c.count = calibration.size(0);
+    c.embed = [&] {
+      std::vector<ForwardState> states;
+      for (int64_t i = 0; i < calibration.size(0); i += batch_size)
+        states.push_back(m.family().embed(
+            m, calibration.narrow(0, i, std::min(batch_size, calibration.size(0) - i))));
+      return states;
+    };
+  }
+  return quantize_with(m, c, o, log);
+}
+
+nlohmann::json quantize_model(Model& m, const GraphDataset& graphs, const std::vector<int64_t>& idx,
+                              const QuantizeOptions& o, int64_t batch_size,
+                              const std::function<void(const std::string&)>& log) {
+  PARE_CHECK(m.config.is_graph(), "quantize: calibration graphs given for a ", m.config.family,
+             " model");
+  PARE_CHECK(batch_size > 0, "quantize: batch size must be positive, got ", batch_size);
+  // The states point at their batches, which must outlive them: built once, kept here.
+  std::vector<GraphBatch> batches;
+  for (size_t i = 0; i < idx.size(); i += size_t(batch_size))
+    batches.push_back(collate(
+        graphs, std::vector<int64_t>(idx.begin() + i, idx.begin() + std::min(idx.size(), i + size_t(batch_size)))));
+  Calibration c;
+  c.count = static_cast<int64_t>(idx.size());
+  c.embed = [&] {
+    std::vector<ForwardState> states;
+    for (const GraphBatch& b : batches) states.push_back(m.family().embed_graph(m, b));
+    return states;
+  };
+  return quantize_with(m, c, o, log);
 }
 
 QuantizeOptions quantize_options(const PassOptions& p) {
@@ -254,9 +299,18 @@ class QuantizePass : public Pass {
   explicit QuantizePass(const PassOptions& p) : o_(quantize_options(p)) {}
   PreservedAnalyses run(Model& m, AnalysisManager& am, PassContext& ctx) override {
     quantize_slots(m, o_);  // bad widths fail before calibration images load
-    torch::Tensor calib;
-    if (o_.method == "gptq") calib = calibration_inputs(m, am, ctx, "quantize");
-    nlohmann::json notes = quantize_model(m, calib, o_, ctx.batch_size, ctx.log);
+    nlohmann::json notes;
+    if (o_.method == "gptq" && m.config.is_graph()) {
+      PARE_CHECK(ctx.calibration_graphs && !ctx.calibration_graph_idx.empty(),
+                 "quantize: gptq on a graph model needs calibration graphs (recipe data: "
+                 "dataset: graph; they come from its train split)");
+      notes = quantize_model(m, *ctx.calibration_graphs, ctx.calibration_graph_idx, o_,
+                             ctx.batch_size, ctx.log);
+    } else {
+      torch::Tensor calib;
+      if (o_.method == "gptq") calib = calibration_inputs(m, am, ctx, "quantize");
+      notes = quantize_model(m, calib, o_, ctx.batch_size, ctx.log);
+    }
     if (ctx.notes) *ctx.notes = notes;
     return PreservedAnalyses::shapes();
   }

@@ -29,6 +29,12 @@ std::vector<std::string> quantize_slots(const Model& m, const QuantizeOptions& o
 nlohmann::json quantize_model(Model& m, const torch::Tensor& calibration, const QuantizeOptions& o,
                               int64_t batch_size, const std::function<void(const std::string&)>& log);
 
+// The same for a graph transformer (gps) with GPTQ calibrated on graphs idx of `graphs`
+// (batches of `batch_size` graphs through family.embed_graph). InputError for another family.
+nlohmann::json quantize_model(Model& m, const GraphDataset& graphs, const std::vector<int64_t>& idx,
+                              const QuantizeOptions& o, int64_t batch_size,
+                              const std::function<void(const std::string&)>& log);
+
 // Options of a recipe stage (InputError when bits is not 4 or 8).
 QuantizeOptions quantize_options(const PassOptions& p);
 

@@ -388,4 +388,12 @@ const std::vector<int64_t>& split_indices(const GraphData& d, const std::string&
   return it->second;
 }
 
+std::vector<int64_t> spaced_subset(const std::vector<int64_t>& idx, int64_t k) {
+  const int64_t n = static_cast<int64_t>(idx.size());
+  if (k <= 0 || k >= n) return idx;
+  std::vector<int64_t> out(k);
+  for (int64_t i = 0; i < k; ++i) out[i] = idx[i * n / k];
+  return out;
+}
+
 }  // namespace pare

@@ -121,4 +121,8 @@ double mean_graph_flops(const Model& m, const GraphDataset& ds, const std::vecto
 // The split's graph indices: "train", "valid" or "test" (InputError naming the known splits).
 const std::vector<int64_t>& split_indices(const GraphData& d, const std::string& split);
 
+// At most k of `idx`, evenly spaced (idx[i·n/k] for i < k; all of idx when k ≥ n or k ≤ 0):
+// calibration graphs drawn without a random number generator, so the same on every platform.
+std::vector<int64_t> spaced_subset(const std::vector<int64_t>& idx, int64_t k);
+
 }  // namespace pare

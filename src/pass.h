@@ -21,6 +21,8 @@
 
 namespace pare {
 
+struct GraphDataset;  // graph_data.h
+
 // ---- options ------------------------------------------------------------------------------------
 
 struct OptionSpec {
@@ -113,6 +115,10 @@ struct PassContext {
   // Language models: calibration windows [samples, seq_len] int64 token ids, drawn from the
   // recipe's calibration text by the caller (lm_eval.h calibration_windows).
   torch::Tensor calibration_tokens;
+  // Graph transformers: the calibration graphs (rows of `calibration_graphs`, train split), chosen
+  // by the caller; null / empty when the recipe has no graph data.
+  const GraphDataset* calibration_graphs = nullptr;
+  std::vector<int64_t> calibration_graph_idx;
   std::function<void(const std::string&)> log = [](const std::string&) {};
   // Decisions and figures a pass wants in the report (JSON object per pass).
   nlohmann::json* notes = nullptr;

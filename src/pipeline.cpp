@@ -213,6 +213,8 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
   ctx.calibration_seed = r.calibration_seed;
   ctx.batch_size = r.eval.batch_size;
   ctx.calibration_tokens = calibration_tokens;
+  ctx.calibration_graphs = data.graphs;
+  ctx.calibration_graph_idx = data.calibration_graph_idx;
   ctx.log = log;
   for (size_t i = 0; i < r.stages.size(); ++i) {
     const Stage& st = r.stages[i];

@@ -39,6 +39,7 @@ struct EvalData {
   // Graph transformers (gps): the data set and the graphs measured (the test split).
   const GraphDataset* graphs = nullptr;
   std::vector<int64_t> graph_idx;
+  std::vector<int64_t> calibration_graph_idx;  // rows of `graphs` for passes that calibrate
 };
 
 struct Stage {

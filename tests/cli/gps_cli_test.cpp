@@ -354,6 +354,51 @@ TEST_F(GpsCli, CompressZeroTPruneSavesTheNodeScheduleAndEvalAppliesIt) {
   }
 }
 
+// GPTQ on a gps model calibrates on graphs of the recipe data's train split (embed_graph, layer by
+// layer): every block linear becomes 4-bit codes, the report notes how many graphs calibrated it
+// and each slot's relative output error on them, and a fresh `pare eval` of the written model
+// reproduces the report's metric. RTN with the same format needs no calibration graphs.
+TEST_F(GpsCli, CompressGptqCalibratesOnTrainGraphsAndEvalReproducesIt) {
+  auto recipe = [&](const char* method) {
+    std::ofstream(dir_ / "q.yaml") << "pipeline:\n  - pass: quantize\n    method: " << method
+                                   << "\n    bits: 4\n    group_size: 8\n"
+                                      "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
+  };
+  recipe("gptq");
+  PareRun r = pare({"compress", "--model", model().string(), "--recipe", "q.yaml", "--out", "out"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json rep = json::parse(read_all(dir_ / "out" / "report.json"));
+  const auto& st = rep["stages"];
+  ASSERT_EQ(st.size(), 2u);
+  const json& notes = st[1]["notes"];
+  // MUTAG has 188 graphs; the model's split keeps 80% for training, all of them calibrate.
+  EXPECT_GE(notes["calibration_samples"].get<int64_t>(), 140) << notes.dump();
+  EXPECT_LE(notes["calibration_samples"].get<int64_t>(), 160) << notes.dump();
+  const json cfg = json::parse(read_all(dir_ / "out" / "config.json"));
+  EXPECT_EQ(cfg["pare"]["quantization"]["method"], "gptq");
+  const json& q = cfg["pare"]["quantization"]["slots"];
+  ASSERT_FALSE(q.empty());
+  for (auto it = q.begin(); it != q.end(); ++it) {
+    EXPECT_EQ(it.key().rfind("blk.", 0), 0u) << it.key();
+    ASSERT_TRUE(notes["slots"].contains(it.key())) << it.key();
+    const double err = notes["slots"][it.key()]["rel_output_error"].get<double>();
+    EXPECT_GT(err, 0.0) << it.key();
+    EXPECT_LT(err, 0.1) << it.key();
+  }
+  EXPECT_EQ(q.size(), notes["slots"].size());
+  EXPECT_LT(st[1]["bytes"].get<int64_t>(), st[0]["bytes"].get<int64_t>());
+  PareRun e = pare({"eval", "--model", (dir_ / "out").string(), "--data", data("MUTAG"), "--json",
+                    "e.json"});
+  ASSERT_EQ(e.code, 0) << show(e);
+  EXPECT_NEAR(json::parse(read_all(dir_ / "e.json"))["value"].get<double>(),
+              st[1]["value"].get<double>(), 1e-9);
+  recipe("rtn");
+  PareRun t = pare({"compress", "--model", model().string(), "--recipe", "q.yaml", "--out", "rtn"});
+  ASSERT_EQ(t.code, 0) << show(t);
+  EXPECT_EQ(json::parse(read_all(dir_ / "rtn" / "report.json"))["stages"][1]["notes"]
+                ["calibration_samples"], 0);
+}
+
 // SliceGPT on a gps model and image data for a gps model: one line, exit 2, nothing written.
 TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
   std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n"
