@@ -8,6 +8,13 @@
 // the bits/32 ideal, quantization seconds, and latency at batch 1 and 256 measured side by side
 // with the dense model (alternating forwards, medians, ratio from one run). Then the forward-mode
 // comparison of QuantLinear (chunked vs whole-matrix dequantization vs dense).
+// With a gps model (--data: its graph data set) the variants are int8 per channel and int4 with
+// groups of 64 columns (the largest group dividing every width of the pare-trained GraphGPS
+// models, hidden 64), RTN and GPTQ (calibrated on train graphs), and the metric is the model's
+// task metric on the test split; latency is measured at 1 graph and at the first 128 test graphs.
+// With a decoder LM (--data: evaluation text, --calibration: calibration text): perplexity, KL and
+// top-1 against dense at int8 per channel and int4 with the largest group of 128 / 64 / 32 that
+// divides every width, RTN and GPTQ; latency at 1 and 16 windows.
 // The text after the line "<!-- discussion -->" in an existing output file is kept.
 #include <ATen/Parallel.h>
 
@@ -19,6 +26,11 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "evaluate.h"
+#include "family.h"
+#include "graph_data.h"
+#include "graph_eval.h"
+#include "lm_data.h"
+#include "lm_eval.h"
 #include "pass.h"
 #include "quantize_pass.h"
 
@@ -60,21 +72,201 @@ void set_mode(Model& m, QuantLinear::Mode mode) {
     if (auto q = std::dynamic_pointer_cast<QuantLinear>(form)) q->mode = mode;
 }
 
+struct QuantArgs : BenchPaths {
+  QuantArgs() { out = "results/quantize.md"; }
+  int64_t samples = 1024;
+  int reps_b1 = 30, reps_b256 = 8;
+  // Decoder LMs: calibration text, tokenizer, evaluation windows.
+  std::string calibration, tokenizer;
+  int64_t windows = 400, seq_len = 128;
+};
+
+// The columns every model's row shares: bytes, linear bytes against float32 and the bits/32
+// ideal, quantization seconds, and two side-by-side latencies (small input, batch) with ratios.
+std::string common_columns(const Model& dense, const Model& m, double secs,
+                           std::pair<double, double> small, std::pair<double, double> big) {
+  const int64_t bytes0 = checkpoint_bytes(dense), bytes = checkpoint_bytes(m);
+  const LinearBytes lb = linear_bytes(m);
+  return concat(bytes, " | ", f("%.3f", double(bytes) / bytes0), " | ", lb.stored, " | ", lb.float32,
+                " | ", f("%.4f", double(lb.stored) / lb.float32), " | ",
+                f("%.4f", double(lb.ideal_codes) / lb.float32), " | ", f("%.2f", secs), " | ",
+                f("%.3f", small.first), " / ", f("%.3f", small.second), " | ", f("%.2f", big.first),
+                " / ", f("%.2f", big.second), " | ", f("%.3f", small.first / small.second), " | ",
+                f("%.3f", big.first / big.second), " |");
+}
+const char* const kCommonHeader =
+    "bytes | bytes vs dense | linear bytes | float32 linear bytes | linear / float32 | bits/32 | "
+    "quantization s";
+
+// The largest group size of 128, 64, 32 that divides every quantized width of m (0: none does).
+int64_t largest_group(const Model& m) {
+  for (int64_t g : {128, 64, 32}) {
+    QuantizeOptions o;
+    o.format = {4, g, true};
+    try {
+      quantize_slots(m, o);
+      return g;
+    } catch (const InputError&) {
+    }
+  }
+  return 0;
+}
+
+// Decoder LM: perplexity on --data windows, KL / top-1 against dense on them, GPTQ calibrated on
+// --calibration windows, latency at one window and at 16.
+int lm_quantize(const QuantArgs& a) {
+  Model dense = load_model(a.model);
+  PARE_CHECK(!a.calibration.empty(), "bench quantize: a language model needs --calibration TEXT");
+  auto tok = tokenizer_for_model(a.model, a.tokenizer, dense);
+  const torch::Tensor win = token_windows(tokenize_file(*tok, a.data), a.seq_len, a.windows, a.data);
+  const torch::Tensor calib = calibration_windows(tokenize_file(*tok, a.calibration), a.samples,
+                                                  a.seq_len, 0, a.calibration);
+  const LmEvalResult base = evaluate_lm(dense, win, 16);
+  const int64_t g = largest_group(dense);
+  std::vector<Variant> variants;
+  for (const char* method : {"rtn", "gptq"}) variants.push_back({method, {8, 0, true}});
+  for (const char* method : {"rtn", "gptq"}) variants.push_back({method, {4, g, true}});
+  const torch::Tensor one = win.narrow(0, 0, 1), batch = win.narrow(0, 0, std::min<int64_t>(16, win.size(0)));
+  const int threads = at::get_num_threads();
+  std::ostringstream md;
+  md << "# Weight-only quantization of a decoder LM (" << a.model << ")\n\n"
+     << "Produced by `scripts/bench` (`pare --threads " << threads << " bench quantize --model "
+     << a.model << "`). LibTorch intra-op threads: " << threads << ". Perplexity on "
+     << win.size(0) << " windows of " << a.seq_len << " tokens of " << a.data
+     << "; KL (nats/token) and top-1 agreement against the float32 model on the same tokens. "
+        "Quantized: the block linears (the quantize pass's default `include: blk\\..*`); "
+        "embeddings and the output head stay float32. int4 groups: "
+     << (g ? concat(g, " input columns, the largest of 128 / 64 / 32 dividing every quantized width")
+           : std::string("per channel (no group of 128 / 64 / 32 divides every width)"))
+     << ". GPTQ: 1% damping, " << calib.size(0) << " calibration windows of " << a.calibration
+     << " (seed 0). Latency: median of alternating dense/quantized forwards after 3 warm-ups ("
+     << a.reps_b1 << " runs of 1 window, " << a.reps_b256 << " of " << batch.size(0)
+     << " windows); ratio = dense / quantized.\n\n"
+     << "Dense float32: perplexity " << f("%.3f", base.perplexity) << ", "
+     << checkpoint_bytes(dense) << " bytes.\n\n"
+     << "| variant | perplexity | Δ ppl % | KL | top-1 agree % | " << kCommonHeader
+     << " | latency 1 window dense/quant (ms) | latency " << batch.size(0)
+     << " windows dense/quant (ms) | ratio 1 | ratio " << batch.size(0) << " |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (auto v : variants) {
+    if (v.format.bits == 4 && g == 0) v.format.group_size = 0;
+    Model m = dense.clone();
+    QuantizeOptions o;
+    o.method = v.method;
+    o.format = v.format;
+    const double t0 = now_ms();
+    quantize_model(m, v.method == "gptq" ? calib : torch::Tensor(), o, 16, [](const std::string&) {});
+    const double secs = (now_ms() - t0) / 1000.0;
+    m.verify_or_throw("bench");
+    const LmEvalResult r = evaluate_lm(m, win, 16, &dense);
+    auto run = [](const torch::Tensor& x) { return [&x](const Model& y) { return y.forward(x); }; };
+    const auto small = side_by_side(dense, m, a.reps_b1, run(one));
+    const auto big = side_by_side(dense, m, a.reps_b256, run(batch));
+    std::cerr << "bench: " << v.name() << ": perplexity " << r.perplexity << "\n";
+    md << "| " << v.name() << " | " << f("%.3f", r.perplexity) << " | "
+       << f("%+.2f", 100.0 * (r.perplexity / base.perplexity - 1)) << " | " << f("%.5f", r.kl)
+       << " | " << f("%.2f", 100.0 * r.top1) << " | " << common_columns(dense, m, secs, small, big)
+       << "\n";
+  }
+  write_results(a.out, md.str());
+  std::cout << md.str();
+  return 0;
+}
+
+// gps: one row per variant, metric on the test split, logits against dense, bytes, side-by-side
+// latency on one graph and on a batch of the first 128 test graphs.
+int graph_quantize(const QuantArgs& a) {
+  const int64_t samples = a.samples;
+  const int reps_small = a.reps_b1, reps_batch = a.reps_b256;
+  Model dense = load_model(a.model);
+  GraphData d = load_graph_data(a.data, graph_data_options(dense.config));
+  check_graph_data_fits(dense.config, d.ds, a.data);
+  std::vector<int64_t> test = split_indices(d, "test");
+  if (a.limit > 0 && static_cast<int64_t>(test.size()) > a.limit) test.resize(a.limit);
+  const std::vector<int64_t> calib = spaced_subset(split_indices(d, "train"), samples);
+  const std::string metric = graph_metric_name(dense.config.gps.task);
+  auto score = [&](const Model& m) {
+    const double v = evaluate_graph(m, d.ds, test, 128).value;
+    return metric == "mae" ? v : 100.0 * v;
+  };
+  const double v0 = score(dense);
+  const torch::Tensor logits0 = predict_graph_logits(dense, d.ds, test, 128);
+  const int64_t bytes0 = checkpoint_bytes(dense);
+  const GraphBatch one = collate(d.ds, {test[0]});
+  const GraphBatch batch = collate(
+      d.ds, std::vector<int64_t>(test.begin(), test.begin() + std::min<size_t>(128, test.size())));
+  auto fwd = [](const GraphBatch& b) {
+    return [&b](const Model& x) { return x.family().forward_graph(x, b); };
+  };
+  std::vector<Variant> variants;
+  for (int64_t g : {int64_t(0), int64_t(64)})
+    for (const char* method : {"rtn", "gptq"}) variants.push_back({method, {g == 0 ? 8 : 4, g, true}});
+  const int threads = at::get_num_threads();
+  const std::string unit = metric == "accuracy" ? "accuracy %" : metric == "rocauc" ? "ROC-AUC ×100" : "MAE";
+  std::ostringstream md;
+  md << "# Weight-only quantization of a graph transformer (" << a.model << ")\n\n"
+     << "Produced by `scripts/bench` (`pare --threads " << threads << " bench quantize --model "
+     << a.model << "`). LibTorch intra-op threads: " << threads << ". Data: " << d.describe()
+     << ", test split (" << test.size() << " graphs). Quantized: every linear of the blocks "
+        "(local message passing, Q/K/V/O, FFN: the quantize pass's default `include: blk\\..*`); "
+        "encoders and the prediction head stay float32. int4 uses groups of 64 input columns: "
+        "128 does not divide the 64-wide inputs (hidden 64), and pare refuses a group that does "
+        "not divide a width. GPTQ: 1% damping, "
+     << calib.size() << " train graphs (evenly spaced over the train split), batches of 128. "
+        "Logit error = ‖z − z_dense‖ / ‖z_dense‖ over the test graphs' outputs. Bytes = "
+        "config.json + model.safetensors; linear bytes = codes + scales of the quantized linears "
+        "(bias excluded) against 4 × out × in. Latency: median of alternating dense/quantized "
+        "forwards after 3 warm-ups ("
+     << reps_small << " runs on one graph, " << reps_batch
+     << " on the first " << batch.num_graphs << " test graphs as one batch); ratio = dense / quantized.\n\n"
+     << "Dense float32: " << unit << " " << f("%.2f", v0) << ", " << bytes0 << " bytes.\n\n"
+     << "| variant | " << unit << " | Δ | logit error | " << kCommonHeader << " | latency 1 graph "
+        "dense/quant (ms) | latency " << batch.num_graphs << " graphs dense/quant (ms) | ratio 1 | ratio " << batch.num_graphs << " |\n"
+     << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& v : variants) {
+    Model m = dense.clone();
+    QuantizeOptions o;
+    o.method = v.method;
+    o.format = v.format;
+    const double t0 = now_ms();
+    if (v.method == "gptq")
+      quantize_model(m, d.ds, calib, o, 128, [](const std::string&) {});
+    else
+      quantize_model(m, torch::Tensor(), o, 128, [](const std::string&) {});
+    const double secs = (now_ms() - t0) / 1000.0;
+    m.verify_or_throw("bench");
+    const double v1 = score(m);
+    const torch::Tensor logits = predict_graph_logits(m, d.ds, test, 128);
+    const double lerr = ((logits - logits0).norm() / logits0.norm()).item<double>();
+    const auto small = side_by_side(dense, m, reps_small, fwd(one));
+    const auto big = side_by_side(dense, m, reps_batch, fwd(batch));
+    std::cerr << "bench: " << v.name() << ": " << metric << " " << v1 << "\n";
+    md << "| " << v.name() << " | " << f("%.2f", v1) << " | " << f("%+.2f", v1 - v0) << " | "
+       << f("%.4f", lerr) << " | " << common_columns(dense, m, secs, small, big) << "\n";
+  }
+  write_results(a.out, md.str());
+  std::cout << md.str();
+  return 0;
+}
+
 }  // namespace
 
 BenchCommand bench_quantize(CLI::App* bench) {
-  struct Args : BenchPaths {
-    Args() { out = "results/quantize.md"; }
-    int64_t samples = 1024;
-    int reps_b1 = 30, reps_b256 = 8;
-  };
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<QuantArgs>();
   auto* sub = bench->add_subcommand("quantize", "RTN / GPTQ weight quantization: accuracy, bytes, latency");
   add_bench_paths(sub, *a);
   sub->add_option("--calibration-samples", a->samples, "Calibration images")->capture_default_str();
   sub->add_option("--reps-b1", a->reps_b1, "Timed runs at batch 1")->capture_default_str();
   sub->add_option("--reps-b256", a->reps_b256, "Timed runs at batch 256")->capture_default_str();
+  sub->add_option("--calibration", a->calibration, "Language models: calibration text");
+  sub->add_option("--tokenizer", a->tokenizer, "Language models: tokenizer (default: the model's own)");
+  sub->add_option("--windows", a->windows, "Language models: evaluation windows of --data")
+      ->capture_default_str();
+  sub->add_option("--seq-len", a->seq_len, "Language models: tokens per window")->capture_default_str();
   return {sub, [a]() -> int {
+    const ArchConfig c = load_model(a->model).config;
+    if (c.is_graph()) return graph_quantize(*a);
+    if (c.is_lm()) return lm_quantize(*a);
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model dense = load_model(a->model);
     PassContext ctx;
