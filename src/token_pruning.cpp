@@ -13,11 +13,16 @@
 
 #include "error.h"
 
+// at::parallel_for below is, in LibTorch 1.13, an inline template around #pragma omp parallel:
+// without OpenMP it silently runs on one thread (CMakeLists.txt adds it to every target).
+#if !defined(_OPENMP)
+#error "token_pruning.cpp must be compiled with OpenMP (-fopenmp)"
+#endif
+
 namespace pare {
 
 // The selection runs one sequence at a time on raw arrays, in one at::parallel_for over the batch
-// (this file must be compiled with OpenMP: in LibTorch 1.13 parallel_for is an inline template
-// around #pragma omp parallel, and without -fopenmp it runs on one thread). A step touches B·H·N²
+// (two threads at --threads 2; see the OpenMP check above). A step touches B·H·N²
 // probabilities a handful of times; as a chain of tensor ops (broadcast products, argsort, gathers,
 // a batched matmul, masks, topk) it cost ~3.7 ms per ViT step at batch 256, and a batched matmul of
 // 256 small similarity blocks alone cost ~1 ms. Row functions take the number of valid tokens n and
