@@ -446,6 +446,8 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   if (inputs.contains("model")) s += "- model: " + inputs["model"].get<std::string>() + "\n";
   if (r.dataset == "graph") {
     s += concat("- graphs: ", r.graph_path, " (the test split recorded in the model's config)\n");
+    s += concat("- calibration (passes that need it): ", r.calibration_samples,
+                " train graphs, evenly spaced over the train split (no seed)\n");
   } else if (r.dataset == "text") {
     s += concat("- evaluation text: ", r.text_path, "; perplexity over non-overlapping windows, ",
                 "KL / top-1 against the baseline on the same tokens\n");
