@@ -116,7 +116,11 @@ int64_t largest_group(const Model& m) {
 // --calibration windows, latency at one window and at 16.
 int lm_quantize(const QuantArgs& a) {
   Model dense = load_model(a.model);
+  PARE_CHECK(a.data != kDefaultFashionMnistDir, "bench quantize: ", a.model,
+             " is a language model: --data must name an evaluation text");
   PARE_CHECK(!a.calibration.empty(), "bench quantize: a language model needs --calibration TEXT");
+  PARE_CHECK(a.windows != 0 && a.seq_len > 1, "bench quantize: --windows must be positive (or -1: "
+             "all) and --seq-len at least 2, got ", a.windows, " and ", a.seq_len);
   auto tok = tokenizer_for_model(a.model, a.tokenizer, dense);
   const torch::Tensor win = token_windows(tokenize_file(*tok, a.data), a.seq_len, a.windows, a.data);
   const torch::Tensor calib = calibration_windows(tokenize_file(*tok, a.calibration), a.samples,
@@ -176,6 +180,9 @@ int lm_quantize(const QuantArgs& a) {
 // gps: one row per variant, metric on the test split, logits against dense, bytes, side-by-side
 // latency on one graph and on a batch of the first 128 test graphs.
 int graph_quantize(const QuantArgs& a) {
+  PARE_CHECK(a.data != kDefaultFashionMnistDir, "bench quantize: ", a.model,
+             " is a graph transformer: --data must name its graph data set (TU folder or "
+             "MoleculeNet CSV)");
   const int64_t samples = a.samples;
   const int reps_small = a.reps_b1, reps_batch = a.reps_b256;
   Model dense = load_model(a.model);
