@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "builtin.h"
@@ -476,6 +477,31 @@ TEST(QuantCheckpoint, FloatCodesAreRejectedWithTheDtype) {
   f.tensors.at(k) = f.tensors.at(k).to(torch::kFloat32);
   write_safetensors(d.file("model.safetensors"), f.tensors);
   EXPECT_INPUT_ERROR(load_model(d.path()), AllOf(HasSubstr(k), HasSubstr("expected dtype U8")));
+}
+
+// Scales must be float32 and finite: a NaN scale, or scales stored in another float dtype, would
+// load and turn every output of the layer into garbage.
+TEST(QuantCheckpoint, NonFiniteOrNonFloat32ScalesAreRejected) {
+  Model m = rtn_tiny_model(10, fmt(4, 8, true));
+  pare_test::TempDir d;
+  save_model(m, d.path());
+  const std::string k = "vit.encoder.layer.0.attention.attention.key.scales";
+  SafetensorsFile f = read_safetensors(d.file("model.safetensors"));
+  const torch::Tensor good = f.tensors.at(k).clone();
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    f.tensors.at(k) = good.clone();
+    f.tensors.at(k)[0][0] = bad;
+    write_safetensors(d.file("model.safetensors"), f.tensors);
+    EXPECT_INPUT_ERROR(load_model(d.path()),
+                       AllOf(HasSubstr(d.file("model.safetensors")), HasSubstr(k),
+                             HasSubstr("expected finite quantization scales")));
+  }
+  f.tensors.at(k) = good.to(torch::kFloat16);
+  write_safetensors(d.file("model.safetensors"), f.tensors);
+  EXPECT_INPUT_ERROR(load_model(d.path()), AllOf(HasSubstr(k), HasSubstr("expected dtype F32")));
+  f.tensors.at(k) = good;  // control: the untouched scales load
+  write_safetensors(d.file("model.safetensors"), f.tensors);
+  EXPECT_NO_THROW(load_model(d.path()));
 }
 
 TEST(QuantNames, HfNamesOfQuantizedParts) {
