@@ -82,16 +82,18 @@ struct QuantArgs : BenchPaths {
 };
 
 // The columns every model's row shares: bytes, linear bytes against float32 and the bits/32
-// ideal, quantization seconds, and two side-by-side latencies (small input, batch) with ratios.
-std::string common_columns(const Model& dense, const Model& m, double secs,
-                           std::pair<double, double> small, std::pair<double, double> big) {
-  const int64_t bytes0 = checkpoint_bytes(dense), bytes = checkpoint_bytes(m);
+// ideal, quantization seconds, and two side-by-side latencies (small input, batch) with ratios;
+// bytes0 = the dense checkpoint's bytes, big_fmt = the printf format of the batch latencies.
+std::string common_columns(int64_t bytes0, const Model& m, double secs,
+                           std::pair<double, double> small, std::pair<double, double> big,
+                           const char* big_fmt = "%.2f") {
+  const int64_t bytes = checkpoint_bytes(m);
   const LinearBytes lb = linear_bytes(m);
   return concat(bytes, " | ", f("%.3f", double(bytes) / bytes0), " | ", lb.stored, " | ", lb.float32,
                 " | ", f("%.4f", double(lb.stored) / lb.float32), " | ",
                 f("%.4f", double(lb.ideal_codes) / lb.float32), " | ", f("%.2f", secs), " | ",
-                f("%.3f", small.first), " / ", f("%.3f", small.second), " | ", f("%.2f", big.first),
-                " / ", f("%.2f", big.second), " | ", f("%.3f", small.first / small.second), " | ",
+                f("%.3f", small.first), " / ", f("%.3f", small.second), " | ", f(big_fmt, big.first),
+                " / ", f(big_fmt, big.second), " | ", f("%.3f", small.first / small.second), " | ",
                 f("%.3f", big.first / big.second), " |");
 }
 const char* const kCommonHeader =
@@ -126,6 +128,7 @@ int lm_quantize(const QuantArgs& a) {
   const torch::Tensor calib = calibration_windows(tokenize_file(*tok, a.calibration), a.samples,
                                                   a.seq_len, 0, a.calibration);
   const LmEvalResult base = evaluate_lm(dense, win, 16);
+  const int64_t bytes0 = checkpoint_bytes(dense);
   const int64_t g = largest_group(dense);
   std::vector<Variant> variants;
   for (const char* method : {"rtn", "gptq"}) variants.push_back({method, {8, 0, true}});
@@ -147,7 +150,7 @@ int lm_quantize(const QuantArgs& a) {
      << a.reps_b1 << " runs of 1 window, " << a.reps_b256 << " of " << batch.size(0)
      << " windows); ratio = dense / quantized.\n\n"
      << "Dense float32: perplexity " << f("%.3f", base.perplexity) << ", "
-     << checkpoint_bytes(dense) << " bytes.\n\n"
+     << bytes0 << " bytes.\n\n"
      << "| variant | perplexity | Δ ppl % | KL | top-1 agree % | " << kCommonHeader
      << " | latency 1 window dense/quant (ms) | latency " << batch.size(0)
      << " windows dense/quant (ms) | ratio 1 | ratio " << batch.size(0) << " |\n"
@@ -169,7 +172,7 @@ int lm_quantize(const QuantArgs& a) {
     std::cerr << "bench: " << v.name() << ": perplexity " << r.perplexity << "\n";
     md << "| " << v.name() << " | " << f("%.3f", r.perplexity) << " | "
        << f("%+.2f", 100.0 * (r.perplexity / base.perplexity - 1)) << " | " << f("%.5f", r.kl)
-       << " | " << f("%.2f", 100.0 * r.top1) << " | " << common_columns(dense, m, secs, small, big)
+       << " | " << f("%.2f", 100.0 * r.top1) << " | " << common_columns(bytes0, m, secs, small, big)
        << "\n";
   }
   write_results(a.out, md.str());
@@ -249,7 +252,7 @@ int graph_quantize(const QuantArgs& a) {
     const auto big = side_by_side(dense, m, reps_batch, fwd(batch));
     std::cerr << "bench: " << v.name() << ": " << metric << " " << v1 << "\n";
     md << "| " << v.name() << " | " << f("%.2f", v1) << " | " << f("%+.2f", v1 - v0) << " | "
-       << f("%.4f", lerr) << " | " << common_columns(dense, m, secs, small, big) << "\n";
+       << f("%.4f", lerr) << " | " << common_columns(bytes0, m, secs, small, big) << "\n";
   }
   write_results(a.out, md.str());
   std::cout << md.str();
@@ -347,18 +350,12 @@ BenchCommand bench_quantize(CLI::App* bench) {
                            double(n_test);
       acc_of[v.name()] = acc;
       lerr_of[v.name()] = lerr;
-      const int64_t bytes = checkpoint_bytes(m);
-      const LinearBytes lb = linear_bytes(m);
-      auto [d1, q1] = side_by_side(dense, m, 1, a->reps_b1);
-      auto [d256, q256] = side_by_side(dense, m, 256, a->reps_b256);
-      log(concat(v.name(), ": acc ", acc, " bytes ", bytes, " ", secs, " s"));
+      const auto b1 = side_by_side(dense, m, 1, a->reps_b1);
+      const auto b256 = side_by_side(dense, m, 256, a->reps_b256);
+      log(concat(v.name(), ": acc ", acc, " ", secs, " s"));
       md << "| " << v.name() << " | " << f("%.2f", acc) << " | " << f("%+.2f", acc - acc0) << " | "
-         << f("%.4f", lerr) << " | " << f("%.2f", agree) << " | " << bytes << " | " << f("%.3f", double(bytes) / bytes0) << " | " << lb.stored << " | "
-         << lb.float32 << " | " << f("%.4f", double(lb.stored) / lb.float32) << " | "
-         << f("%.4f", double(lb.ideal_codes) / lb.float32) << " | " << f("%.2f", secs) << " | "
-         << f("%.3f", d1) << " / " << f("%.3f", q1) << " | " << f("%.1f", d256) << " / "
-         << f("%.1f", q256) << " | " << f("%.3f", d1 / q1) << " | " << f("%.3f", d256 / q256)
-         << " |\n";
+         << f("%.4f", lerr) << " | " << f("%.2f", agree) << " | "
+         << common_columns(bytes0, m, secs, b1, b256, "%.1f") << "\n";
       if (v.method == "gptq" && !v.act_order &&
           ((v.format.bits == 8) || (v.format.group_size == 128 && v.format.symmetric)))
         keep.emplace(v.name(), std::move(m));
