@@ -53,7 +53,10 @@ std::string f(const char* fmt, double v) {
 
 void add_bench_paths(CLI::App* sub, BenchPaths& p) {
   sub->add_option("--model", p.model, "Dense model folder")->capture_default_str();
-  sub->add_option("--out", p.out, "Markdown output")->capture_default_str();
+  sub->add_option("--out", p.out,
+                  "Markdown output (missing folders are created; in an existing file, the text "
+                  "from its <!-- discussion --> marker on is kept)")
+      ->capture_default_str();
   sub->add_option("--data", p.data, "Fashion-MNIST folder")->capture_default_str();
   sub->add_option("--limit", p.limit, "Images evaluated (-1: all)")->capture_default_str();
 }

@@ -4,6 +4,7 @@
 // can be inspected); exit 2 on bad input, with nothing written under OUT.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -40,12 +41,29 @@ Runner add_compress(CLI::App& app, Common&) {
   sub->add_option("--model", a->model, "Model folder (config.json + model.safetensors)")->required();
   sub->add_option("--recipe", a->recipe, "Recipe (YAML or JSON)")->required();
   sub->add_option("--out", a->out, "Output folder")->required();
-  sub->add_option("--data", a->data, "Fashion-MNIST folder (overrides the recipe's data.path)");
+  sub->add_option("--data", a->data,
+                  "Evaluation data, overriding the recipe's data.path: a Fashion-MNIST folder, "
+                  "an LM's text file, or a gps model's TU folder / MoleculeNet CSV (a recipe "
+                  "without data.dataset takes the kind from the model's family)");
   sub->add_option("--set", a->sets, "Override a recipe value, e.g. pipeline.0.slicing=0.3");
   sub->add_flag("--quiet", a->quiet, "No progress on stderr");
   return [a]() -> int {
     // Everything about the recipe is checked before any weights load.
     CompressRecipe r = parse_compress_recipe(a->recipe, a->sets);
+    check_out_not_input(a->out, a->model);
+    Model m = load_model(a->model);
+    if (!r.dataset_given && (m.config.is_lm() || m.config.is_graph())) {
+      // A recipe without data.dataset (e.g. recipes/zero-tprune.yaml) on an LM or gps model: the
+      // family names the kind of data, --data gives it (re-parsed, so the kind's defaults apply).
+      const std::string kind = m.config.is_lm() ? "text" : "graph";
+      PARE_CHECK(!a->data.empty(), "--data: a ", m.config.family, " model needs ",
+                 m.config.is_lm() ? "an evaluation text" : "its data set (a TU folder or MoleculeNet CSV)",
+                 " (", a->recipe, " has no data.dataset)");
+      std::vector<std::string> sets = a->sets;
+      sets.push_back("data.dataset=" + kind);
+      sets.push_back("data.path=" + a->data);
+      r = parse_compress_recipe(a->recipe, sets);
+    }
     if (!a->data.empty()) r.data_dir = a->data;
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
@@ -58,8 +76,6 @@ Runner add_compress(CLI::App& app, Common&) {
       if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
       test = load_fashion_mnist(r.data_dir, "test");
     }
-    check_out_not_input(a->out, a->model);
-    Model m = load_model(a->model);
     PARE_CHECK(text == m.config.is_lm() && graphs == m.config.is_graph(), a->recipe,
                ": /data/dataset: ", r.dataset, " does not fit a ", m.config.family, " model (",
                m.config.is_lm()      ? "language models use dataset: text"
@@ -74,6 +90,9 @@ Runner add_compress(CLI::App& app, Common&) {
       data.graphs = &gdata->ds;
       data.graph_idx = split_indices(*gdata, "test");
       data.calibration_graph_idx = spaced_subset(split_indices(*gdata, "train"), r.calibration_samples);
+      const auto have = static_cast<int64_t>(data.calibration_graph_idx.size());
+      // More than the train split asked for: all of it, and the report states what was used.
+      r.calibration_samples = std::min(r.calibration_samples, have);
       log(concat(data.graph_idx.size(), " test graphs of ", gdata->describe()));
     }
     torch::Tensor calibration;

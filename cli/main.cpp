@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "pare: error: " << e.what() << " (see pare --help)\n";
+    std::cerr << "pare: error: " << pare::printable(e.what(), true) << " (see pare --help)\n";
     return 2;
   }
   try {
@@ -62,13 +62,13 @@ int main(int argc, char** argv) {
       if (app.got_subcommand(name)) return run();
     return 2;
   } catch (const pare::InputError& e) {
-    std::cerr << "pare: error: " << e.what() << "\n";
+    std::cerr << "pare: error: " << pare::printable(e.what(), true) << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "pare: error: " << e.what_without_backtrace() << "\n";
+    std::cerr << "pare: error: " << pare::printable(e.what_without_backtrace(), true) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "pare: internal error: " << e.what() << "\n";
+    std::cerr << "pare: internal error: " << pare::printable(e.what(), true) << "\n";
     return 3;
   }
 }

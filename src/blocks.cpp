@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "quant_linear.h"
+#include "safetensors.h"
 
 namespace pare {
 
@@ -62,15 +63,15 @@ void check_checkpoint_dtype(const torch::Tensor& t, const std::string& part, con
                             const std::string& name) {
   if (is_quant_code_part(part)) {
     PARE_CHECK(t.scalar_type() == torch::kUInt8, src, ": tensor '", name,
-               "': expected dtype U8 (packed quantization codes), got ", c10::toString(t.scalar_type()));
+               "': expected dtype U8 (packed quantization codes), got ", safetensors_dtype_name(t.scalar_type()));
   } else if (part == "scales") {  // pare writes them as F32; NaN or inf would poison every output
     PARE_CHECK(t.scalar_type() == torch::kFloat32, src, ": tensor '", name,
-               "': expected dtype F32 (quantization scales), got ", c10::toString(t.scalar_type()));
+               "': expected dtype F32 (quantization scales), got ", safetensors_dtype_name(t.scalar_type()));
     PARE_CHECK(torch::isfinite(t).all().item<bool>(), src, ": tensor '", name,
                "': expected finite quantization scales, found NaN or inf");
   } else
     PARE_CHECK(t.is_floating_point(), src, ": tensor '", name, "': expected a floating dtype, got ",
-               c10::toString(t.scalar_type()));
+               safetensors_dtype_name(t.scalar_type()));
 }
 
 Model assemble_model(const ArchConfig& c, const std::vector<std::string>& linear_slots,

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace pare {
 
@@ -44,6 +45,37 @@ std::string concat(const A&... a) {
   std::ostringstream os;
   detail::append(os, a...);
   return os.str();
+}
+
+// Text from a file made safe to print in a one-line message: printable ASCII is kept, every
+// other byte becomes \xNN (control bytes and newlines included, so the message stays one line).
+// With keep_utf8, well-formed multi-byte UTF-8 sequences are kept too (a message's own "×").
+inline std::string printable(std::string_view s, bool keep_utf8 = false) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && (keep_utf8 || c != '\\')) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    if (keep_utf8 && c >= 0xc2 && c <= 0xf4) {
+      const size_t n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+      size_t k = 1;
+      while (k < n && i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80) ++k;
+      if (k == n) {
+        out.append(s.substr(i, n));
+        i += n;
+        continue;
+      }
+    }
+    out += "\\x";
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+    ++i;
+  }
+  return out;
 }
 
 }  // namespace pare

@@ -47,20 +47,6 @@ double shortest_double(float f) {
   return f;
 }
 
-std::string printable(const char* p, size_t n) {
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(p[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      s.push_back(static_cast<char>(c));
-    } else {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", c);
-      s += b;
-    }
-  }
-  return s;
-}
 
 // Bounds-checked little-endian reads from the mapped file.
 class Reader {
@@ -180,7 +166,7 @@ Parsed parse(const std::string& path, const detail::MappedFile& file, bool with_
   Reader r(path, file.data(), file.size());
   Parsed p;
   PARE_CHECK(file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0, path, ": bad magic '",
-             printable(file.data(), std::min<uint64_t>(4, file.size())),
+             printable(std::string_view(file.data(), std::min<uint64_t>(4, file.size()))),
              "' at byte offset 0, expected 'GGUF' (not a GGUF file)");
   r.get<uint32_t>("magic");
   p.version = r.get<uint32_t>("version");

@@ -151,6 +151,14 @@ GraphDataOptions graph_data_options(const ArchConfig& c, const std::string& cach
   return o;
 }
 
+std::string trained_on_dataset(const GpsConfig& g) {
+  static const std::string suffix = " train split";
+  const std::string& s = g.stats_dataset;
+  if (s.size() <= suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return "";
+  return s.substr(0, s.size() - suffix.size());
+}
+
 void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const std::string& path) {
   PARE_CHECK(c.is_graph(), path, ": graph data needs a graph model (gps), got family ", c.family);
   const GpsConfig& g = c.gps;
@@ -187,6 +195,11 @@ void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const st
              g.rwse_steps, " steps, the data has ", ds.rwse_steps);
   PARE_CHECK(g.lappe_k == 0 || ds.lappe_dim == g.lappe_k, path, ": the model needs LapPE with k = ",
              g.lappe_k, ", the data has ", ds.lappe_dim);
+  // Last: a shape mismatch above says more about what is wrong than the name does.
+  const std::string trained_on = trained_on_dataset(g);
+  PARE_CHECK(trained_on.empty() || trained_on == ds.name, path, ": the data set is ", ds.name,
+             ", the model was trained on ", trained_on, " (config.json gps.stats_dataset: '",
+             g.stats_dataset, "'); its metric on other data would mean nothing");
 }
 
 std::string graph_metric_name(const std::string& task) {

@@ -68,7 +68,12 @@ GraphDataOptions graph_data_options(const ArchConfig& c, const std::string& cach
 // InputError (one line naming `path` and the model) unless the data fits the model: the task
 // (classification / binary / regression) and output width agree, the node encoder finds its input
 // (TypeDictNode / Atom: categorical columns whose vocabularies are at most the model's; LinearNode:
-// node_attr_dims dense features), likewise the edge encoder, and the encodings are computed.
+// The data set a model pare trained learned from: "NCI1" for gps.stats_dataset "NCI1 train
+// split" (what `pare train` records); "" when the config states none (imported or built models).
+std::string trained_on_dataset(const GpsConfig& g);
+
+// node_attr_dims dense features), likewise the edge encoder, and the encodings are computed; and,
+// for a model pare trained (trained_on_dataset non-empty), the data set is the one it learned.
 void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const std::string& path);
 
 // The metric of a task: "accuracy" (classification), "rocauc" (binary), "mae" (regression).

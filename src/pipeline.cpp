@@ -91,6 +91,7 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   }
   {
     FieldReader d(j.value("data", nlohmann::json::object()), "/data", problems);
+    r.dataset_given = j.contains("data") && j["data"].is_object() && j["data"].contains("dataset");
     r.dataset = d.string("dataset", "fashion-mnist", {"fashion-mnist", "text", "graph"});
     if (r.dataset == "graph") {
       r.graph_path = d.string("path", "");

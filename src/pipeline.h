@@ -57,6 +57,7 @@ struct CompressRecipe {
   // LMs (data.dataset: text): the evaluation text, an optional tokenizer path, the calibration
   // text (calibration.path) and its window length (calibration.seq_len, 0: eval seq_len).
   std::string dataset = "fashion-mnist";  // fashion-mnist | text | graph
+  bool dataset_given = false;             // the recipe states data.dataset
   std::string graph_path;                 // data.dataset graph: a TU folder or MoleculeNet CSV
   std::string text_path, tokenizer_path, calibration_path;
   int64_t calibration_seq_len = 0;

@@ -676,6 +676,22 @@ TEST_F(PareCli, SafetensorsHeaderLengthHuge) {
   expect_rejected(compress_args(m, recipe, dir_ / "out"), {"model.safetensors", "header length"});
 }
 
+// A header of garbage bytes (not UTF-8, with a newline): the error quotes them as \xNN escapes,
+// so the message stays one line of valid UTF-8 whatever the file holds.
+TEST_F(PareCli, SafetensorsGarbageHeaderIsQuotedAsEscapes) {
+  const fs::path m = copy_model("model");
+  std::string bytes = read_file(m / "model.safetensors");
+  const std::string junk = "\xff\xfe\n\x01garbage";
+  bytes.replace(8, junk.size(), junk);
+  write_file(m / "model.safetensors", bytes);
+  Proc r = expect_rejected({"inspect", "--model", m.string()}, {"model.safetensors"});
+  for (unsigned char c : r.err) {
+    EXPECT_LT(c, 0x80) << "raw non-ASCII byte in: " << r.err;
+    EXPECT_TRUE(c >= 0x20 || c == '\n') << "raw control byte in: " << r.err;
+  }
+  EXPECT_TRUE(contains(r.err, "\\xff")) << r.err;
+}
+
 TEST_F(PareCli, SafetensorsDataOffsetsPastTheEnd) {
   const fs::path recipe = write("slice.yaml", kSliceRecipe);
   const fs::path m = copy_model("model");

@@ -247,6 +247,12 @@ TEST_F(GpsCli, BadDataIsOneLineAndExit2) {
                   {"--split", "expected train, valid or test"});
   // No --data for a graph model.
   expect_rejected({"eval", "--model", m}, {"--data", "graph model needs its data set"});
+  // PROTEINS fits the model's shapes (3 node labels within MUTAG's 7, 2 classes), but the model
+  // learned MUTAG: its config says so, and a metric on PROTEINS would mean nothing.
+  if (fs::is_directory(data("PROTEINS")))
+    expect_rejected({"eval", "--model", m, "--data", data("PROTEINS")},
+                    {data("PROTEINS"), "the data set is PROTEINS, the model was trained on MUTAG",
+                     "gps.stats_dataset"});
 }
 
 TEST_F(GpsCli, BadTrainRecipesAreOneLineAndExit2) {
@@ -374,6 +380,12 @@ TEST_F(GpsCli, CompressGptqCalibratesOnTrainGraphsAndEvalReproducesIt) {
   // MUTAG has 188 graphs; the model's split keeps 80% for training, all of them calibrate.
   EXPECT_GE(notes["calibration_samples"].get<int64_t>(), 140) << notes.dump();
   EXPECT_LE(notes["calibration_samples"].get<int64_t>(), 160) << notes.dump();
+  // The recipe's default asks for 1024; the report states the count used, in both places.
+  EXPECT_EQ(rep["calibration"]["samples"], notes["calibration_samples"]) << rep["calibration"];
+  EXPECT_NE(read_all(dir_ / "out" / "report.md")
+                .find("- calibration (passes that need it): " +
+                      std::to_string(notes["calibration_samples"].get<int64_t>()) + " train graphs"),
+            std::string::npos);
   const json cfg = json::parse(read_all(dir_ / "out" / "config.json"));
   EXPECT_EQ(cfg["pare"]["quantization"]["method"], "gptq");
   const json& q = cfg["pare"]["quantization"]["slots"];
@@ -399,11 +411,14 @@ TEST_F(GpsCli, CompressGptqCalibratesOnTrainGraphsAndEvalReproducesIt) {
                 ["calibration_samples"], 0);
 }
 
-// SliceGPT on a gps model and image data for a gps model: one line, exit 2, nothing written.
+// SliceGPT on a gps model, image data for a gps model, a recipe without a data section and no
+// --data, another data set than the model's: one line, exit 2, nothing written.
 TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
   std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n"
                                     "data: {dataset: graph, path: " + data("MUTAG") + "}\n";
-  std::ofstream(dir_ / "f.yaml") << "pipeline:\n  - pass: prune-heads\n";
+  std::ofstream(dir_ / "f.yaml") << "pipeline:\n  - pass: prune-heads\n"
+                                    "data: {dataset: fashion-mnist}\n";
+  std::ofstream(dir_ / "n.yaml") << "pipeline:\n  - pass: prune-heads\n";
   PareRun s = pare({"compress", "--model", model().string(), "--recipe", "s.yaml", "--out", "o"});
   EXPECT_EQ(s.code, 2) << show(s);
   EXPECT_NE(s.err.find("BatchNorm"), std::string::npos) << s.err;
@@ -412,6 +427,32 @@ TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
   EXPECT_EQ(f.code, 2) << show(f);
   EXPECT_NE(f.err.find("dataset: graph"), std::string::npos) << f.err;
   EXPECT_FALSE(fs::exists(dir_ / "o"));
+  PareRun n = pare({"compress", "--model", model().string(), "--recipe", "n.yaml", "--out", "o"});
+  EXPECT_EQ(n.code, 2) << show(n);
+  EXPECT_NE(n.err.find("--data: a gps model needs its data set"), std::string::npos) << n.err;
+  EXPECT_NE(n.err.find("n.yaml has no data.dataset"), std::string::npos) << n.err;
+  EXPECT_FALSE(fs::exists(dir_ / "o"));
+  if (fs::is_directory(data("PROTEINS"))) {
+    PareRun p = pare({"compress", "--model", model().string(), "--recipe", "n.yaml", "--data",
+                      data("PROTEINS"), "--out", "o"});
+    EXPECT_EQ(p.code, 2) << show(p);
+    EXPECT_NE(p.err.find("the model was trained on MUTAG"), std::string::npos) << p.err;
+    EXPECT_FALSE(fs::exists(dir_ / "o"));
+  }
+}
+
+// A recipe without a data section (like recipes/zero-tprune.yaml, written for the ViT) runs on a
+// gps model with --data naming the graphs: the family picks the kind, the report names the data.
+TEST_F(GpsCli, CompressTakesGraphDataFromDataWhenTheRecipeHasNone) {
+  std::ofstream(dir_ / "n.yaml") << "pipeline:\n  - pass: zero-tprune\n    layers: [0]\n"
+                                    "    keep_rate: 0.5\n";
+  PareRun r = pare({"compress", "--model", model().string(), "--recipe", "n.yaml", "--data",
+                    data("MUTAG"), "--out", "out"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json rep = json::parse(read_all(dir_ / "out" / "report.json"));
+  EXPECT_EQ(rep["inputs"]["data"], data("MUTAG")) << rep["inputs"].dump();
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  EXPECT_EQ(rep["stages"][1]["metric"], "accuracy") << rep["stages"][1].dump();
 }
 
 }  // namespace

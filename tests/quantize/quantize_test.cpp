@@ -476,7 +476,13 @@ TEST(QuantCheckpoint, FloatCodesAreRejectedWithTheDtype) {
   const std::string k = "vit.encoder.layer.1.output.dense.qweight";
   f.tensors.at(k) = f.tensors.at(k).to(torch::kFloat32);
   write_safetensors(d.file("model.safetensors"), f.tensors);
-  EXPECT_INPUT_ERROR(load_model(d.path()), AllOf(HasSubstr(k), HasSubstr("expected dtype U8")));
+  EXPECT_INPUT_ERROR(load_model(d.path()),
+                     AllOf(HasSubstr(k), HasSubstr("expected dtype U8"), HasSubstr("got F32")));
+  // Signed bytes: named as safetensors names them (I8), not as LibTorch does (Char).
+  f.tensors.at(k) = f.tensors.at(k).to(torch::kInt8);
+  write_safetensors(d.file("model.safetensors"), f.tensors);
+  EXPECT_INPUT_ERROR(load_model(d.path()),
+                     AllOf(HasSubstr(k), HasSubstr("expected dtype U8"), HasSubstr("got I8")));
 }
 
 // Scales must be float32 and finite: a NaN scale, or scales stored in another float dtype, would
@@ -498,7 +504,8 @@ TEST(QuantCheckpoint, NonFiniteOrNonFloat32ScalesAreRejected) {
   }
   f.tensors.at(k) = good.to(torch::kFloat16);
   write_safetensors(d.file("model.safetensors"), f.tensors);
-  EXPECT_INPUT_ERROR(load_model(d.path()), AllOf(HasSubstr(k), HasSubstr("expected dtype F32")));
+  EXPECT_INPUT_ERROR(load_model(d.path()),
+                     AllOf(HasSubstr(k), HasSubstr("expected dtype F32"), HasSubstr("got F16")));
   f.tensors.at(k) = good;  // control: the untouched scales load
   write_safetensors(d.file("model.safetensors"), f.tensors);
   EXPECT_NO_THROW(load_model(d.path()));
