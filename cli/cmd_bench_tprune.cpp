@@ -1,6 +1,7 @@
 // pare bench zero-tprune: the token-pruning sweep behind results/zero-tprune.md.
 //
-// For each keep rate (one rate for every scheduled layer) and each method (zero-tprune, random,
+// For each row — the layers with a step and one keep rate for all of them (--layers × --rates, or
+// --schedule LAYERS@RATE per row) — and each method (zero-tprune, random,
 // cls-attention): top-1 accuracy, FLOPs per image with each layer's actual token count, and
 // images/s at batch 256 measured side by side with the dense model in the same run (alternating
 // forwards, medians), so the speedup is a ratio from one run. The random baseline's accuracy is
@@ -11,6 +12,7 @@
 // instead (methods zero-tprune, attention, random; --split train-tail means the valid split).
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -32,6 +34,7 @@ struct TPruneArgs : BenchPaths {
   std::string split = "test";
   std::vector<int64_t> layers{0, 1, 2};
   std::vector<double> rates{0.9, 0.8, 0.7, 0.6, 0.5, 0.4};
+  std::vector<std::string> schedule;  // "LAYERS@RATE" per row, replacing layers × rates
   std::vector<int64_t> iterations;
   double similar = 0.0;
   int64_t random_seeds = 3;
@@ -144,6 +147,8 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
   sub->add_option("--layers", a->layers, "Layers with a pruning step")->capture_default_str();
   sub->add_option("--rates", a->rates, "Keep rates (one per row, used at every layer)")
       ->capture_default_str();
+  sub->add_option("--schedule", a->schedule,
+                  "ViT rows as LAYERS@RATE, e.g. 0@0.86 0,1,2@0.9 (replaces --layers and --rates)");
   sub->add_option("--iterations", a->iterations, "PageRank iterations per step (default by depth)");
   sub->add_option("--similar", a->similar, "Share of dropped tokens chosen by the S stage")
       ->capture_default_str();
@@ -154,7 +159,34 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
   sub->add_option("--graphs", a->graphs, "gps models: graphs in the timed batch")
       ->capture_default_str();
   return {sub, [a]() -> int {
-    if (load_model(a->model).config.is_graph()) return graph_sweep(*a);
+    if (load_model(a->model).config.is_graph()) {
+      PARE_CHECK(a->schedule.empty(), "--schedule: per-row layers apply to ViT models; gps ",
+                 "models take --layers and --rates");
+      return graph_sweep(*a);
+    }
+    // The rows: (layers with a step, keep rate at each), from --schedule or --layers × --rates.
+    std::vector<std::pair<std::vector<int64_t>, double>> plan;
+    for (const std::string& spec : a->schedule) {
+      const size_t at = spec.find('@');
+      PARE_CHECK(at != std::string::npos && at > 0 && at + 1 < spec.size(), "--schedule: '", spec,
+                 "': expected LAYERS@RATE, e.g. 0,1,2@0.9");
+      std::vector<int64_t> layers;
+      std::stringstream ls(spec.substr(0, at));
+      for (std::string t; std::getline(ls, t, ',');) {
+        char* end = nullptr;
+        const long v = std::strtol(t.c_str(), &end, 10);
+        PARE_CHECK(!t.empty() && *end == 0 && v >= 0, "--schedule: '", spec, "': layer '", t,
+                   "' is not a non-negative integer");
+        layers.push_back(v);
+      }
+      char* end = nullptr;
+      const double rate = std::strtod(spec.c_str() + at + 1, &end);
+      PARE_CHECK(*end == 0 && rate > 0 && rate <= 1, "--schedule: '", spec,
+                 "': the keep rate after @ must be in (0, 1]");
+      plan.emplace_back(layers, rate);
+    }
+    if (plan.empty())
+      for (double rate : a->rates) plan.emplace_back(a->layers, rate);
     ImageDataset data;
     if (a->split == "test") {
       data = load_fashion_mnist(a->data, "test");
@@ -171,17 +203,21 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     const double acc0 = acc_of(dense);
     const int64_t flops0 = model_flops(dense);
     auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
-    std::string layers_s;
-    for (size_t i = 0; i < a->layers.size(); ++i) layers_s += (i ? ", " : "") + std::to_string(a->layers[i]);
+    auto join_layers = [](const std::vector<int64_t>& v) {
+      std::string t;
+      for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
+      return t;
+    };
 
     std::ostringstream md;
     md << "# Zero-TPrune token pruning on the shipped ViT (models/vit-fmnist)\n\n"
        << "Produced by `scripts/bench` (`pare --threads " << at::get_num_threads()
        << " bench zero-tprune`). LibTorch intra-op threads: " << at::get_num_threads() << ". "
-       << "Pruning steps in layers " << layers_s
+       << (a->schedule.empty() ? "Pruning steps in layers " + join_layers(a->layers)
+                               : std::string("Pruning steps in the layers of each row's first column"))
        << " (0-based; each step runs after the layer's attention, before its output projection), "
-          "the same keep rate at every step (share of the non-CLS tokens entering the step that "
-          "are kept; counts cascade). PageRank iterations: "
+          "the same keep rate at every step of a row (share of the non-CLS tokens entering the "
+          "step that are kept; counts cascade). PageRank iterations: "
        << (a->iterations.empty() ? std::string("by depth (30 first third, 5 middle, 1 last third)")
                                  : concat(CLI::detail::join(a->iterations)))
        << "; S stage share of the dropped tokens: " << a->similar
@@ -199,19 +235,20 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
           "cls-attention = mean CLS-row attention over heads; random = uniform drop.\n\n"
        << "Dense: accuracy " << f("%.2f", acc0) << "%, " << f("%.3f", flops0 / 1e6)
        << " MFLOPs/image, 50 tokens.\n\n"
-       << "| keep rate | tokens per layer | method | MFLOPs/image | FLOPs cut | accuracy % | Δ acc "
+       << "| steps at layers | keep rate | tokens per layer | method | MFLOPs/image | FLOPs cut | accuracy % | Δ acc "
           "| images/s dense | images/s pruned | s | p | s−1 ≥ 0.8(p−1) |\n"
-       << "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+       << "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     // Phase 1: accuracy and FLOPs of every row; phase 2: throughput of every row, after all
     // evaluations, so the timed runs are back to back.
     struct Row {
+      std::vector<int64_t> layers;
       double rate = 0, acc = 0;
       std::string name, tokens;
       int64_t flops = 0;
       Model m;
     };
     std::vector<Row> rows;
-    for (double rate : a->rates) {
+    for (const auto& [layers, rate] : plan) {
       for (const std::string name : {"zero-tprune", "zero-tprune-paper", "cls-attention", "random"}) {
         // zero-tprune: the settings given (--iterations, --similar); zero-tprune-paper: the
         // paper's iteration schedule by depth and the I stage alone (no S stage).
@@ -220,11 +257,11 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
         const std::string method = paper ? "zero-tprune" : name;
         ZeroTPruneOptions o;
         o.method = method;
-        o.layers = a->layers;
+        o.layers = layers;
         o.keep_rate = {rate};
         o.iterations = paper ? std::vector<int64_t>{} : a->iterations;
         o.similar = paper ? 0.0 : a->similar;
-        Row r{rate, 0, name, "", 0, dense.clone()};
+        Row r{layers, rate, 0, name, "", 0, dense.clone()};
         Model& m = r.m;
         m.config.token_pruning = zero_tprune_schedule(m.config, o);
         m.config.finalize("bench");
@@ -238,7 +275,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
           r.tokens += (l ? ", " : "") + (m.config.tokens_in(l) == m.config.tokens_out(l)
                                              ? concat(m.config.tokens_in(l))
                                              : concat(m.config.tokens_in(l), "→", m.config.tokens_out(l)));
-        log(concat("rate ", rate, " ", name, ": acc ", r.acc, " flops cut ",
+        log(concat("layers ", join_layers(layers), " rate ", rate, " ", name, ": acc ", r.acc, " flops cut ",
                    100.0 * (1 - double(r.flops) / double(flops0)), "%"));
         rows.push_back(std::move(r));
       }
@@ -252,9 +289,9 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
         timing = concat("| ", f("%.0f", 256000.0 / d), " | ", f("%.0f", 256000.0 / q), " | ",
                         f("%.3f", s), " | ", f("%.3f", p), " | ",
                         s - 1 >= 0.8 * (p - 1) ? "yes" : "**no**", " |");
-        log(concat("rate ", r.rate, " ", r.name, ": speedup ", s, " promise ", p));
+        log(concat("layers ", join_layers(r.layers), " rate ", r.rate, " ", r.name, ": speedup ", s, " promise ", p));
       }
-      md << "| " << f("%.2f", r.rate) << " | " << r.tokens << " | " << r.name << " | "
+      md << "| " << join_layers(r.layers) << " | " << f("%.2f", r.rate) << " | " << r.tokens << " | " << r.name << " | "
          << f("%.3f", r.flops / 1e6) << " | " << f("%.1f%%", 100.0 * (1 - double(r.flops) / flops0))
          << " | " << f("%.2f", r.acc) << " | " << f("%+.2f", r.acc - acc0) << " " << timing << "\n";
     }

@@ -692,6 +692,29 @@ TEST_F(PareCli, SafetensorsGarbageHeaderIsQuotedAsEscapes) {
   EXPECT_TRUE(contains(r.err, "\\xff")) << r.err;
 }
 
+// `bench zero-tprune --schedule LAYERS@RATE ...`: one row per spec and method, each with its own
+// layers and keep rate (tokens per layer show where the steps are); bad specs are one line, exit 2,
+// no results file.
+TEST_F(PareCli, BenchZeroTPruneScheduleGivesEachRowItsLayers) {
+  const std::string out = (dir_ / "r.md").string();
+  Proc r = pare({"bench", "zero-tprune", "--model", model().string(), "--schedule", "0@0.5",
+                 "0,1@0.75", "--iterations", "1", "--similar", "1", "--random-seeds", "1",
+                 "--limit", "64", "--no-timing", "--out", out});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::string md = read_file(out);
+  // 50 tokens (CLS + 49 patches of 4×4). 0@0.5: layer 0 keeps 1 + round(24.5) = 26;
+  // 0,1@0.75: 1 + round(36.75) = 38, then 1 + round(37 · 0.75 = 27.75) = 29.
+  EXPECT_TRUE(contains(md, "| 0 | 0.50 | 50→26, 26 | zero-tprune |")) << md;
+  EXPECT_TRUE(contains(md, "| 0, 1 | 0.75 | 50→38, 38→29 | zero-tprune |")) << md;
+  EXPECT_TRUE(contains(md, "| 0 | 0.50 | 50→26, 26 | random |")) << md;
+  // expect_rejected also checks that nothing under dir_ changed (r.md included) and that the
+  // refused runs' --out was not created.
+  for (const char* bad : {"0.5", "x@0.5", "0@1.5", "0@"})
+    expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--schedule", bad,
+                     "--no-timing", "--out", (dir_ / "bad.md").string()},
+                    {"--schedule", bad});
+}
+
 TEST_F(PareCli, SafetensorsDataOffsetsPastTheEnd) {
   const fs::path recipe = write("slice.yaml", kSliceRecipe);
   const fs::path m = copy_model("model");
