@@ -12,6 +12,7 @@
 // instead (methods zero-tprune, attention, random; --split train-tail means the valid split).
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -151,6 +152,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
                   "ViT rows as LAYERS@RATE, e.g. 0@0.86 0,1,2@0.9 (replaces --layers and --rates)");
   sub->add_option("--iterations", a->iterations, "PageRank iterations per step (default by depth)");
   sub->add_option("--similar", a->similar, "Share of dropped tokens chosen by the S stage")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   sub->add_option("--random-seeds", a->random_seeds, "Seeds averaged for random drop")
       ->capture_default_str();
@@ -158,35 +160,65 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
   sub->add_flag("!--no-timing", a->timing, "Skip the throughput measurement");
   sub->add_option("--graphs", a->graphs, "gps models: graphs in the timed batch")
       ->capture_default_str();
-  return {sub, [a]() -> int {
-    if (load_model(a->model).config.is_graph()) {
+  return {sub, [a, sub]() -> int {
+    const ArchConfig config = load_model(a->model).config;
+    PARE_CHECK(config.family == "vit" || config.is_graph(), "bench zero-tprune: ", a->model,
+               " is a ", config.family, " model; the sweep takes ViT models (Fashion-MNIST) and ",
+               "gps models (--data: their graph data set)");
+    PARE_CHECK(!(sub->count("--schedule") && (sub->count("--layers") || sub->count("--rates"))),
+               "--schedule: give either --schedule or --layers / --rates, not both");
+    if (config.is_graph()) {
       PARE_CHECK(a->schedule.empty(), "--schedule: per-row layers apply to ViT models; gps ",
                  "models take --layers and --rates");
+      PARE_CHECK(a->data != kDefaultFashionMnistDir, "bench zero-tprune: ", a->model,
+                 " is a graph transformer: --data must name its graph data set (TU folder or "
+                 "MoleculeNet CSV)");
       return graph_sweep(*a);
     }
     // The rows: (layers with a step, keep rate at each), from --schedule or --layers × --rates.
     std::vector<std::pair<std::vector<int64_t>, double>> plan;
     for (const std::string& spec : a->schedule) {
       const size_t at = spec.find('@');
-      PARE_CHECK(at != std::string::npos && at > 0 && at + 1 < spec.size(), "--schedule: '", spec,
-                 "': expected LAYERS@RATE, e.g. 0,1,2@0.9");
+      auto bad = [&](const std::string& why) {
+        return InputError(concat("--schedule: '", spec, "': ", why));
+      };
+      if (at == std::string::npos || spec.find('@', at + 1) != std::string::npos)
+        throw bad("expected LAYERS@RATE (layers as 0-based integers joined by commas), e.g. 0,1,2@0.9");
       std::vector<int64_t> layers;
-      std::stringstream ls(spec.substr(0, at));
-      for (std::string t; std::getline(ls, t, ',');) {
-        char* end = nullptr;
-        const long v = std::strtol(t.c_str(), &end, 10);
-        PARE_CHECK(!t.empty() && *end == 0 && v >= 0, "--schedule: '", spec, "': layer '", t,
-                   "' is not a non-negative integer");
-        layers.push_back(v);
+      const std::string ls = spec.substr(0, at) + ",";
+      for (size_t from = 0, comma; (comma = ls.find(',', from)) != std::string::npos; from = comma + 1) {
+        const std::string t = ls.substr(from, comma - from);
+        if (t.empty() || t.size() > 6 || t.find_first_not_of("0123456789") != std::string::npos)
+          throw bad("layer '" + t + "' is not a 0-based layer number");
+        layers.push_back(std::stol(t));
       }
+      const std::string rs = spec.substr(at + 1);
       char* end = nullptr;
-      const double rate = std::strtod(spec.c_str() + at + 1, &end);
-      PARE_CHECK(*end == 0 && rate > 0 && rate <= 1, "--schedule: '", spec,
-                 "': the keep rate after @ must be in (0, 1]");
+      const double rate = std::strtod(rs.c_str(), &end);
+      if (rs.empty() || *end != 0 || !std::isfinite(rate))
+        throw bad("keep rate '" + rs + "' is not a number");
+      if (!(rate > 0 && rate <= 1)) throw bad("keep rate " + rs + " is not in (0, 1]");
       plan.emplace_back(layers, rate);
     }
     if (plan.empty())
       for (double rate : a->rates) plan.emplace_back(a->layers, rate);
+    // Every row's schedule is checked before the first evaluation; errors name the option.
+    for (size_t i = 0; i < plan.size(); ++i) {
+      ZeroTPruneOptions o;
+      o.layers = plan[i].first;
+      o.keep_rate = {plan[i].second};
+      o.iterations = a->iterations;
+      o.similar = a->similar;
+      try {
+        ArchConfig c = config;
+        c.token_pruning = zero_tprune_schedule(c, o);
+        c.finalize("bench");
+      } catch (const InputError& e) {
+        throw InputError(concat(a->schedule.empty() ? std::string("--layers / --rates / --iterations")
+                                                    : "--schedule '" + a->schedule[i] + "'",
+                                ": ", e.what()));
+      }
+    }
     ImageDataset data;
     if (a->split == "test") {
       data = load_fashion_mnist(a->data, "test");

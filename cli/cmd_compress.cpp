@@ -49,28 +49,32 @@ Runner add_compress(CLI::App& app, Common&) {
   sub->add_flag("--quiet", a->quiet, "No progress on stderr");
   return [a]() -> int {
     // Everything about the recipe is checked before any weights load.
-    CompressRecipe r = parse_compress_recipe(a->recipe, a->sets);
+    // --data replaces data.path, whatever the kind of data.
+    std::vector<std::string> sets = a->sets;
+    if (!a->data.empty()) {  // a single-quoted YAML scalar: the path stays a string as given
+      std::string q;
+      for (char c : a->data) q += c == '\'' ? std::string("''") : std::string(1, c);
+      sets.push_back("data.path='" + q + "'");
+    }
+    CompressRecipe r = parse_compress_recipe(a->recipe, sets);
     check_out_not_input(a->out, a->model);
     Model m = load_model(a->model);
-    if (!r.dataset_given && (m.config.is_lm() || m.config.is_graph())) {
-      // A recipe without data.dataset (e.g. recipes/zero-tprune.yaml) on an LM or gps model: the
-      // family names the kind of data, --data gives it (re-parsed, so the kind's defaults apply).
-      const std::string kind = m.config.is_lm() ? "text" : "graph";
-      PARE_CHECK(!a->data.empty(), "--data: a ", m.config.family, " model needs ",
+    if (!r.dataset_given) {
+      // A recipe without data.dataset (e.g. recipes/zero-tprune.yaml): the model's family names the
+      // kind of data; parsed again with it, so the kind's defaults and checks apply.
+      const std::string kind = m.config.is_lm() ? "text" : m.config.is_graph() ? "graph" : "fashion-mnist";
+      const nlohmann::json& d = r.raw.contains("data") ? r.raw["data"] : nlohmann::json::object();
+      PARE_CHECK(kind == "fashion-mnist" || (d.is_object() && d.contains("path")), "--data: a ",
+                 m.config.family, " model needs ",
                  m.config.is_lm() ? "an evaluation text" : "its data set (a TU folder or MoleculeNet CSV)",
-                 " (", a->recipe, " has no data.dataset)");
-      std::vector<std::string> sets = a->sets;
+                 " (", a->recipe, " has no data.path)");
       sets.push_back("data.dataset=" + kind);
-      sets.push_back("data.path=" + a->data);
       r = parse_compress_recipe(a->recipe, sets);
     }
-    if (!a->data.empty()) r.data_dir = a->data;
     auto log = [a](const std::string& s) {
       if (!a->quiet) std::cerr << "compress: " << s << "\n";
     };
     const bool text = r.dataset == "text", graphs = r.dataset == "graph";
-    if (text && !a->data.empty()) r.text_path = a->data;
-    if (graphs && !a->data.empty()) r.graph_path = a->data;
     std::optional<ImageDataset> test;
     if (!text && !graphs) {
       if (!r.stages.empty()) require_fashion_mnist(r.data_dir, "train");  // calibration images
@@ -106,9 +110,9 @@ Runner add_compress(CLI::App& app, Common&) {
       PARE_CHECK(r.calibration_seq_len <= maxT, a->recipe, ": /calibration/seq_len: ",
                  r.calibration_seq_len, " exceeds the model's max_position_embeddings (", maxT, ")");
       data.lm_windows = token_windows(tokenize_file(*tok, r.text_path), T, r.eval.limit, r.text_path);
-      if (!r.stages.empty()) {
-        PARE_CHECK(!r.calibration_path.empty(), a->recipe,
-                   ": /calibration/path: a language model needs a calibration text");
+      // Only passes that calibrate (slicegpt, GPTQ) need calibration.path; they refuse without it
+      // (calibration_inputs), before anything is written.
+      if (!r.stages.empty() && !r.calibration_path.empty()) {
         const int64_t cT = r.calibration_seq_len > 0 ? r.calibration_seq_len : T;
         calibration = calibration_windows(tokenize_file(*tok, r.calibration_path),
                                           r.calibration_samples, cT, r.calibration_seed,

@@ -96,14 +96,20 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
     if (r.dataset == "graph") {
       r.graph_path = d.string("path", "");
       if (r.graph_path.empty())
-        d.problem("path", "expected a TU data set folder or a MoleculeNet CSV (HIV.csv)");
+        d.problem("path", "missing: expected a TU data set folder or a MoleculeNet CSV (HIV.csv); "
+                          "`pare compress --data` gives it too");
     } else if (r.dataset == "text") {
       r.text_path = d.string("path", "");
-      r.tokenizer_path = d.string("tokenizer", "");
-      if (r.text_path.empty()) d.problem("path", "expected the evaluation text file");
+      if (r.text_path.empty())
+        d.problem("path", "missing: expected the evaluation text file; `pare compress --data` gives "
+                          "it too");
     } else {
       r.data_dir = d.string("path", kDefaultFashionMnistDir);
     }
+    // Read for every kind, so a recipe without data.dataset may name an LM's tokenizer.
+    r.tokenizer_path = d.string("tokenizer", "");
+    if (r.dataset_given && r.dataset != "text" && !r.tokenizer_path.empty())
+      d.problem("tokenizer", "applies to data.dataset: text only");
     d.reject_unknown();
   }
   {
@@ -112,7 +118,9 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
     r.calibration_seed = static_cast<uint64_t>(c.integer("seed", 0, 0));
     r.calibration_path = c.string("path", "");
     r.calibration_seq_len = c.integer("seq_len", 0, 0, 1 << 20);
-    if (r.dataset != "text" && !r.calibration_path.empty())
+    // Without data.dataset the caller may still take the kind from the model (pare compress does,
+    // and parses again with it), so the check waits for a stated kind.
+    if (r.dataset_given && r.dataset != "text" && !r.calibration_path.empty())
       c.problem("path", "calibration text applies to data.dataset: text only");
     c.reject_unknown();
   }

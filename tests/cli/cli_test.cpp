@@ -692,6 +692,8 @@ TEST_F(PareCli, SafetensorsGarbageHeaderIsQuotedAsEscapes) {
   EXPECT_TRUE(contains(r.err, "\\xff")) << r.err;
 }
 
+fs::path lm_fixture(const std::string& name);  // below, with the LM tests
+
 // `bench zero-tprune --schedule LAYERS@RATE ...`: one row per spec and method, each with its own
 // layers and keep rate (tokens per layer show where the steps are); bad specs are one line, exit 2,
 // no results file.
@@ -709,10 +711,28 @@ TEST_F(PareCli, BenchZeroTPruneScheduleGivesEachRowItsLayers) {
   EXPECT_TRUE(contains(md, "| 0 | 0.50 | 50→26, 26 | random |")) << md;
   // expect_rejected also checks that nothing under dir_ changed (r.md included) and that the
   // refused runs' --out was not created.
-  for (const char* bad : {"0.5", "x@0.5", "0@1.5", "0@"})
+  for (const char* bad : {"0.5", "x@0.5", "0@1.5", "0@", "0,@0.5", "+0@0.5", "0@0.5@0.6"})
     expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--schedule", bad,
                      "--no-timing", "--out", (dir_ / "bad.md").string()},
                     {"--schedule", bad});
+  // A schedule the model cannot take names the spec too: layers must increase; layer 2 does not
+  // exist in a 2-layer model.
+  expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--schedule", "1,1@0.5",
+                   "--no-timing", "--out", (dir_ / "bad.md").string()},
+                  {"--schedule '1,1@0.5'", "increase"});
+  expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--schedule", "2@0.5",
+                   "--no-timing", "--out", (dir_ / "bad.md").string()},
+                  {"--schedule '2@0.5'", "expected 0..1"});
+  expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--schedule", "0@0.5",
+                   "--layers", "1", "--no-timing", "--out", (dir_ / "bad.md").string()},
+                  {"--schedule", "not both"});
+  expect_rejected({"bench", "zero-tprune", "--model", model().string(), "--similar", "2",
+                   "--no-timing", "--out", (dir_ / "bad.md").string()},
+                  {"--similar"});
+  // A language model has no tokens to prune in this sweep.
+  expect_rejected({"bench", "zero-tprune", "--model", lm_fixture("llama").string(), "--no-timing",
+                   "--out", (dir_ / "bad.md").string()},
+                  {"bench zero-tprune", "llama", "ViT models"});
 }
 
 TEST_F(PareCli, SafetensorsDataOffsetsPastTheEnd) {
@@ -1154,6 +1174,36 @@ TEST_F(PareCli, LmGenerateEvalAndCompressOnStories260K) {
   Proc i = pare({"inspect", "--model", out.string()});
   ASSERT_EQ(i.code, 0) << describe(i);
   EXPECT_TRUE(contains(i.out, "SliceGPT shortcuts")) << i.out;
+}
+
+// A recipe without data.dataset on a language model: --data is the evaluation text, and a pass
+// that needs no calibration (RTN quantization) needs no calibration text either. A pass that does
+// (slicegpt) is refused without one: one line, exit 2, nothing written.
+TEST_F(PareCli, LmCompressTakesTextFromDataWhenTheRecipeHasNoDataKind) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  const std::string bin = (d / "stories260K.bin").string(), tok = (d / "tok512.bin").string();
+  const std::string text = (d / "tinystories_sample.txt").string();
+  const fs::path q = write("q.yaml", "data:\n  tokenizer: " + tok +
+                                         "\npipeline:\n  - pass: quantize\n    method: rtn\n"
+                                         "    bits: 8\n    group_size: 0\neval:\n  seq_len: 64\n  limit: 4\n");
+  Proc c = pare({"compress", "--model", bin, "--recipe", q.string(), "--data", text, "--out",
+                 (dir_ / "q").string()});
+  ASSERT_EQ(c.code, 0) << describe(c);
+  const json rep = json::parse(read_file(dir_ / "q" / "report.json"));
+  EXPECT_EQ(rep["inputs"]["data"], text);
+  ASSERT_EQ(rep["stages"].size(), 2u);
+  EXPECT_GT(rep["stages"][1]["perplexity"].get<double>(), 1.0);
+  const fs::path s2 = write("s.yaml", "data:\n  tokenizer: " + tok +
+                                          "\npipeline:\n  - pass: slicegpt\n    slicing: 0.25\n"
+                                          "eval:\n  seq_len: 64\n  limit: 4\n");
+  expect_rejected({"compress", "--quiet", "--model", bin, "--recipe", s2.string(), "--data", text,
+                   "--out", (dir_ / "s").string()},
+                  {"slicegpt", "calibration"});
+  // Without --data and without data.path there is no text to evaluate.
+  expect_rejected({"compress", "--model", bin, "--recipe", q.string(), "--out",
+                   (dir_ / "n").string()},
+                  {"--data", "needs an evaluation text", "q.yaml has no data.path"});
 }
 
 TEST_F(PareCli, LmBadInputIsOneLineAndExit2) {

@@ -430,7 +430,7 @@ TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
   PareRun n = pare({"compress", "--model", model().string(), "--recipe", "n.yaml", "--out", "o"});
   EXPECT_EQ(n.code, 2) << show(n);
   EXPECT_NE(n.err.find("--data: a gps model needs its data set"), std::string::npos) << n.err;
-  EXPECT_NE(n.err.find("n.yaml has no data.dataset"), std::string::npos) << n.err;
+  EXPECT_NE(n.err.find("n.yaml has no data.path"), std::string::npos) << n.err;
   EXPECT_FALSE(fs::exists(dir_ / "o"));
   if (fs::is_directory(data("PROTEINS"))) {
     PareRun p = pare({"compress", "--model", model().string(), "--recipe", "n.yaml", "--data",
@@ -439,6 +439,36 @@ TEST_F(GpsCli, CompressRefusesSliceGptAndWrongData) {
     EXPECT_NE(p.err.find("the model was trained on MUTAG"), std::string::npos) << p.err;
     EXPECT_FALSE(fs::exists(dir_ / "o"));
   }
+}
+
+// --data fills data.path when the recipe states the kind but no path; a recipe with data.path but
+// no kind takes the kind from the model and runs without --data.
+TEST_F(GpsCli, CompressDataPathComesFromTheRecipeOrFromData) {
+  std::ofstream(dir_ / "k.yaml") << "pipeline:\n  - pass: zero-tprune\n    layers: [0]\n"
+                                    "    keep_rate: 0.5\ndata: {dataset: graph}\n";
+  std::ofstream(dir_ / "p.yaml") << "pipeline:\n  - pass: zero-tprune\n    layers: [0]\n"
+                                    "    keep_rate: 0.5\ndata: {path: " + data("MUTAG") + "}\n";
+  PareRun k = pare({"compress", "--model", model().string(), "--recipe", "k.yaml", "--data",
+                    data("MUTAG"), "--out", "k"});
+  ASSERT_EQ(k.code, 0) << show(k);
+  PareRun p = pare({"compress", "--model", model().string(), "--recipe", "p.yaml", "--out", "p"});
+  ASSERT_EQ(p.code, 0) << show(p);
+  for (const char* o : {"k", "p"})
+    EXPECT_EQ(json::parse(read_all(dir_ / o / "report.json"))["inputs"]["data"], data("MUTAG"));
+  PareRun n = pare({"compress", "--model", model().string(), "--recipe", "k.yaml", "--out", "n"});
+  EXPECT_EQ(n.code, 2) << show(n);
+  EXPECT_NE(n.err.find("/data/path: missing"), std::string::npos) << n.err;
+  EXPECT_FALSE(fs::exists(dir_ / "n"));
+}
+
+// bench zero-tprune on a gps model without --data: one line naming --data (it used to look for
+// Fashion-MNIST graph files).
+TEST_F(GpsCli, BenchZeroTPruneNeedsTheGraphData) {
+  PareRun b = pare({"bench", "zero-tprune", "--model", model().string(), "--no-timing", "--out",
+                    "b.md"});
+  EXPECT_EQ(b.code, 2) << show(b);
+  EXPECT_NE(b.err.find("--data must name its graph data set"), std::string::npos) << b.err;
+  EXPECT_FALSE(fs::exists(dir_ / "b.md"));
 }
 
 // A recipe without a data section (like recipes/zero-tprune.yaml, written for the ViT) runs on a
