@@ -142,7 +142,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
   auto* sub = bench->add_subcommand("zero-tprune",
                                     "Token pruning sweep: accuracy, FLOPs, images/s per method");
   add_bench_paths(sub, *a);
-  sub->add_option("--split", a->split, "test, or train-tail (last 10,000 train images)")
+  sub->add_option("--split", a->split, "test, or train-tail (ViT: the last 10,000 train images; gps: the valid split)")
       ->check(CLI::IsMember({"test", "train-tail"}))
       ->capture_default_str();
   sub->add_option("--layers", a->layers, "Layers with a pruning step")->capture_default_str();

@@ -157,7 +157,8 @@ Runner add_eval(CLI::App& app, Common&) {
   sub->add_option("--model", a->model, "Model folder")->required();
   sub->add_option("--data", a->data,
                   "Fashion-MNIST folder (default " + std::string(kDefaultFashionMnistDir) +
-                      "), or the text file for lm-perplexity");
+                      "), the text file for lm-perplexity, or a gps model's TU folder / "
+                      "MoleculeNet CSV");
   sub->add_option("--task", a->task,
                   "image-classification or lm-perplexity (default: by the model's family)");
   sub->add_option("--tokenizer", a->tokenizer,
@@ -170,7 +171,7 @@ Runner add_eval(CLI::App& app, Common&) {
   CLI::Option* batch_opt =
       sub->add_option("--batch-size", a->batch, "Evaluation batch size (graph models: default 32)")
           ->capture_default_str();
-  sub->add_option("--latency-batches", a->latency, "Batch sizes to time (empty: skip)")
+  sub->add_option("--latency-batches", a->latency, "Batch sizes to time (positive; one or more)")
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
   sub->add_option("--split", a->split, "Graph models: train, valid or test")->capture_default_str();

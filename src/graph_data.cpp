@@ -292,7 +292,9 @@ void check_dims(const GraphDataset& ds, int64_t gi, const char* fn) {
 GraphDataset load_tu_dataset(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
   PARE_CHECK(fs::is_directory(dir), dir, ": TU data set folder not found");
-  std::string base = dir;  // without trailing '/', so "DIR/" gives DIR's name and clean paths
+  // Lexically normal and without a trailing '/', so "DIR/", "DIR/." and "X/../DIR" give DIR's
+  // name and clean paths.
+  std::string base = fs::path(dir).lexically_normal().string();
   while (base.size() > 1 && base.back() == '/') base.pop_back();
   const std::string nm = name.empty() ? fs::path(base).filename().string() : name;
   const auto file = [&](const std::string& suffix) { return base + "/" + nm + "_" + suffix + ".txt"; };

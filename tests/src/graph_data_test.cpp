@@ -206,12 +206,14 @@ TEST(GraphTu, SmallFilesBothSeparatorsAndRemapping) {
   EXPECT_EQ(ds.graphs[1].edge_cat, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(ds.node_attr_dims, 2);
   EXPECT_EQ(ds.graphs[1].node_attr, (std::vector<float>{3.5f, 4, 4.5f, 5}));
-  // The default name is the folder's last component (a trailing '/' is fine).
+  // The default name is the folder's last component (a trailing '/', "/." or "X/.." is fine).
   TempDir dir2;
   const std::string sub = dir2.file("TINY");
   std::filesystem::create_directory(sub);
   write_tu(sub, "TINY", good_files());
   EXPECT_EQ(pare::load_tu_dataset(sub + "/").name, "TINY");
+  EXPECT_EQ(pare::load_tu_dataset(sub + "/.").name, "TINY");
+  EXPECT_EQ(pare::load_tu_dataset(sub + "/../TINY").name, "TINY");
 }
 
 TEST(GraphTu, FloatLabelsGiveRegression) {
