@@ -162,8 +162,10 @@ std::string trained_on_dataset(const GpsConfig& g) {
 void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const std::string& path) {
   PARE_CHECK(c.is_graph(), path, ": graph data needs a graph model (gps), got family ", c.family);
   const GpsConfig& g = c.gps;
+  const std::string trained_on = trained_on_dataset(g);
+  const std::string made_on = trained_on.empty() ? "" : " (trained on " + trained_on + ")";
   PARE_CHECK(ds.task == g.task, path, ": the data set ", ds.name, " is a ", ds.task,
-             " task, the model was made for ", g.task);
+             " task, the model was made for ", g.task, made_on);
   if (ds.task == "classification")
     PARE_CHECK(ds.num_classes == c.num_labels, path, ": the data set ", ds.name, " has ",
                ds.num_classes, " classes, the model has ", c.num_labels, " outputs");
@@ -196,7 +198,6 @@ void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const st
   PARE_CHECK(g.lappe_k == 0 || ds.lappe_dim == g.lappe_k, path, ": the model needs LapPE with k = ",
              g.lappe_k, ", the data has ", ds.lappe_dim);
   // Last: a shape mismatch above says more about what is wrong than the name does.
-  const std::string trained_on = trained_on_dataset(g);
   PARE_CHECK(trained_on.empty() || trained_on == ds.name, path, ": the data set is ", ds.name,
              ", the model was trained on ", trained_on, " (config.json gps.stats_dataset: '",
              g.stats_dataset, "'); its metric on other data would mean nothing");

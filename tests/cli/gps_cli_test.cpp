@@ -242,7 +242,7 @@ TEST_F(GpsCli, BadDataIsOneLineAndExit2) {
   const std::string zinc = shared_data() + "/zinc/subset_tu/ZINC_test";
   if (fs::is_directory(shared_data() + "/zinc/subset_tu"))
     expect_rejected({"eval", "--model", m, "--data", zinc},
-                    {zinc, "regression task, the model was made for classification"});
+                    {zinc, "regression task, the model was made for classification (trained on MUTAG)"});
   expect_rejected({"eval", "--model", m, "--data", data("MUTAG"), "--split", "dev"},
                   {"--split", "expected train, valid or test"});
   // No --data for a graph model.
