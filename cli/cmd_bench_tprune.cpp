@@ -202,13 +202,21 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     }
     if (plan.empty())
       for (double rate : a->rates) plan.emplace_back(a->layers, rate);
+    // The options of a row's method. zero-tprune: the settings given (--iterations, --similar);
+    // zero-tprune-paper: the paper's iteration schedule by depth and the I stage alone.
+    auto options = [&](const std::vector<int64_t>& layers, double rate, const std::string& method,
+                       bool paper) {
+      ZeroTPruneOptions o;
+      o.method = method;
+      o.layers = layers;
+      o.keep_rate = {rate};
+      o.iterations = paper ? std::vector<int64_t>{} : a->iterations;
+      o.similar = paper ? 0.0 : a->similar;
+      return o;
+    };
     // Every row's schedule is checked before the first evaluation; errors name the option.
     for (size_t i = 0; i < plan.size(); ++i) {
-      ZeroTPruneOptions o;
-      o.layers = plan[i].first;
-      o.keep_rate = {plan[i].second};
-      o.iterations = a->iterations;
-      o.similar = a->similar;
+      const ZeroTPruneOptions o = options(plan[i].first, plan[i].second, "zero-tprune", false);
       try {
         ArchConfig c = config;
         c.token_pruning = zero_tprune_schedule(c, o);
@@ -235,11 +243,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     const double acc0 = acc_of(dense);
     const int64_t flops0 = model_flops(dense);
     auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
-    auto join_layers = [](const std::vector<int64_t>& v) {
-      std::string t;
-      for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
-      return t;
-    };
+    auto join_layers = [](const std::vector<int64_t>& v) { return CLI::detail::join(v, ", "); };
 
     std::ostringstream md;
     md << "# Zero-TPrune token pruning on the shipped ViT (models/vit-fmnist)\n\n"
@@ -282,20 +286,12 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     std::vector<Row> rows;
     for (const auto& [layers, rate] : plan) {
       for (const std::string name : {"zero-tprune", "zero-tprune-paper", "cls-attention", "random"}) {
-        // zero-tprune: the settings given (--iterations, --similar); zero-tprune-paper: the
-        // paper's iteration schedule by depth and the I stage alone (no S stage).
         const bool paper = name == "zero-tprune-paper";
         if (paper && a->iterations.empty() && a->similar == 0.0) continue;  // same as zero-tprune
         const std::string method = paper ? "zero-tprune" : name;
-        ZeroTPruneOptions o;
-        o.method = method;
-        o.layers = layers;
-        o.keep_rate = {rate};
-        o.iterations = paper ? std::vector<int64_t>{} : a->iterations;
-        o.similar = paper ? 0.0 : a->similar;
         Row r{layers, rate, 0, name, "", 0, dense.clone()};
         Model& m = r.m;
-        m.config.token_pruning = zero_tprune_schedule(m.config, o);
+        m.config.token_pruning = zero_tprune_schedule(m.config, options(layers, rate, method, paper));
         m.config.finalize("bench");
         const int64_t seeds = method == "random" ? a->random_seeds : 1;
         for (int64_t sd = 0; sd < seeds; ++sd) {

@@ -163,7 +163,7 @@ int train_graph_command(nlohmann::json r, const std::string& recipe, const std::
     gj["edge_vocab"] = std::vector<int64_t>{ds.edge_vocab[0]};
   if (edge_enc == "Bond" && !gj.contains("edge_vocab")) gj["edge_vocab"] = ds.edge_vocab;
   const GraphStats st = graph_stats(ds, ds.splits.at("train"));
-  gj["stats_dataset"] = ds.name + " train split";
+  gj["stats_dataset"] = train_split_label(ds.name);
   gj["mean_nodes"] = st.mean_nodes;
   gj["mean_edges"] = st.mean_edges;
   gj["max_nodes"] = st.max_nodes;

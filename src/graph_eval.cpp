@@ -151,8 +151,14 @@ GraphDataOptions graph_data_options(const ArchConfig& c, const std::string& cach
   return o;
 }
 
+namespace {
+const std::string kTrainSplitSuffix = " train split";
+}  // namespace
+
+std::string train_split_label(const std::string& dataset) { return dataset + kTrainSplitSuffix; }
+
 std::string trained_on_dataset(const GpsConfig& g) {
-  static const std::string suffix = " train split";
+  const std::string& suffix = kTrainSplitSuffix;
   const std::string& s = g.stats_dataset;
   if (s.size() <= suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0)
     return "";

@@ -65,13 +65,15 @@ GraphData load_graph_data(const std::string& path, const GraphDataOptions& opt =
 // none), its RWSE K and LapPE k; `cache_dir` as above.
 GraphDataOptions graph_data_options(const ArchConfig& c, const std::string& cache_dir = "");
 
+// gps.stats_dataset of a model pare trained on `dataset`: "NCI1 train split" (pare train writes
+// it). trained_on_dataset reads it back: "NCI1"; "" when the config states none in that form
+// (imported or built models).
+std::string train_split_label(const std::string& dataset);
+std::string trained_on_dataset(const GpsConfig& g);
+
 // InputError (one line naming `path` and the model) unless the data fits the model: the task
 // (classification / binary / regression) and output width agree, the node encoder finds its input
 // (TypeDictNode / Atom: categorical columns whose vocabularies are at most the model's; LinearNode:
-// The data set a model pare trained learned from: "NCI1" for gps.stats_dataset "NCI1 train
-// split" (what `pare train` records); "" when the config states none (imported or built models).
-std::string trained_on_dataset(const GpsConfig& g);
-
 // node_attr_dims dense features), likewise the edge encoder, and the encodings are computed; and,
 // for a model pare trained (trained_on_dataset non-empty), the data set is the one it learned.
 void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const std::string& path);
