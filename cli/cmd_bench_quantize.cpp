@@ -212,7 +212,7 @@ int graph_quantize(const QuantArgs& a) {
   for (int64_t g : {int64_t(0), int64_t(64)})
     for (const char* method : {"rtn", "gptq"}) variants.push_back({method, {g == 0 ? 8 : 4, g, true}});
   const int threads = at::get_num_threads();
-  const std::string unit = metric == "accuracy" ? "accuracy %" : metric == "rocauc" ? "ROC-AUC ×100" : "MAE";
+  const std::string unit = graph_metric_label(metric);
   std::ostringstream md;
   md << "# Weight-only quantization of a graph transformer (" << a.model << ")\n\n"
      << "Produced by `scripts/bench` (`pare --threads " << threads << " bench quantize --model "

@@ -65,7 +65,7 @@ int graph_sweep(const TPruneArgs& a) {
   const double v0 = score(dense);
   const double flops0 = mean_graph_flops(dense, d.ds, idx);
   auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
-  const std::string unit = metric == "accuracy" ? "accuracy %" : "ROC-AUC ×100";
+  const std::string unit = graph_metric_label(metric);
   std::ostringstream md;
   md << "# Zero-TPrune node pruning on a graph transformer (" << a.model << ")\n\n"
      << "Produced by `scripts/bench` (`pare --threads " << at::get_num_threads()
@@ -84,10 +84,13 @@ int graph_sweep(const TPruneArgs& a) {
      << ". FLOPs = 2 × MACs per graph at each graph's own node and edge counts, averaged over "
         "the split, with each layer's actual attending nodes and the selection's PageRank and "
         "similarity products; embedding lookups, message sums, norms, softmax, activations "
-        "excluded. Throughput: graphs/s on the first "
-     << batch.num_graphs << " graphs of the split as one batch, median of " << a.reps
-     << " alternating dense/pruned forwards after 3 warm-ups; s = dense latency / pruned "
-        "latency; p = FLOPs_dense / FLOPs_pruned; target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune "
+        "excluded. "
+     << (a.timing ? concat("Throughput: graphs/s on the first ", batch.num_graphs,
+                           " graphs of the split as one batch, median of ", a.reps,
+                           " alternating dense/pruned forwards after 3 warm-ups; s = dense "
+                           "latency / pruned latency; ")
+                  : std::string("Throughput: not measured (--no-timing); "))
+     << "p = FLOPs_dense / FLOPs_pruned; target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune "
         "= I′ → S → I with the settings above; attention = mean attention a node receives over "
         "heads and queries (no PageRank); random = uniform drop (mean over "
      << a.random_seeds << " seeds).\n\n"
@@ -246,9 +249,11 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     auto join_layers = [](const std::vector<int64_t>& v) { return CLI::detail::join(v, ", "); };
 
     std::ostringstream md;
-    md << "# Zero-TPrune token pruning on the shipped ViT (models/vit-fmnist)\n\n"
+    const bool paper_rows = !(a->iterations.empty() && a->similar == 0.0);  // else = zero-tprune
+    md << "# Zero-TPrune token pruning on a ViT (" << a->model << ")\n\n"
        << "Produced by `scripts/bench` (`pare --threads " << at::get_num_threads()
-       << " bench zero-tprune`). LibTorch intra-op threads: " << at::get_num_threads() << ". "
+       << " bench zero-tprune --model " << a->model << "`). LibTorch intra-op threads: "
+       << at::get_num_threads() << ". "
        << (a->schedule.empty() ? "Pruning steps in layers " + join_layers(a->layers)
                                : std::string("Pruning steps in the layers of each row's first column"))
        << " (0-based; each step runs after the layer's attention, before its output projection), "
@@ -262,15 +267,19 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
        << "; random drop: mean over " << a->random_seeds
        << " seeds. FLOPs = 2 × MACs of all matmuls per image with each layer's actual token "
           "count, including the PageRank and similarity products of the selection; norms, "
-          "softmax, GELU, adds excluded. Throughput: images/s at batch 256, median of "
-       << a->reps
-       << " alternating dense/pruned forwards on one random batch after 3 warm-ups; s = "
-          "dense latency / pruned latency from the same run; p = FLOPs_dense / FLOPs_pruned; "
-          "target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune = the settings above; "
-          "zero-tprune-paper = the paper's iteration schedule by depth with the I stage alone; "
-          "cls-attention = mean CLS-row attention over heads; random = uniform drop.\n\n"
+          "softmax, GELU, adds excluded. "
+       << (a->timing ? concat("Throughput: images/s at batch 256, median of ", a->reps,
+                              " alternating dense/pruned forwards on one random batch after 3 "
+                              "warm-ups; s = dense latency / pruned latency from the same run; ")
+                     : std::string("Throughput: not measured (--no-timing); "))
+       << "p = FLOPs_dense / FLOPs_pruned; target s − 1 ≥ 0.8 (p − 1). Rows: zero-tprune = the "
+          "settings above; "
+       << (paper_rows ? "zero-tprune-paper = the paper's iteration schedule by depth with the I "
+                        "stage alone; "
+                      : "")
+       << "cls-attention = mean CLS-row attention over heads; random = uniform drop.\n\n"
        << "Dense: accuracy " << f("%.2f", acc0) << "%, " << f("%.3f", flops0 / 1e6)
-       << " MFLOPs/image, 50 tokens.\n\n"
+       << " MFLOPs/image, " << dense.config.seq_len() << " tokens.\n\n"
        << "| steps at layers | keep rate | tokens per layer | method | MFLOPs/image | FLOPs cut | accuracy % | Δ acc "
           "| images/s dense | images/s pruned | s | p | s−1 ≥ 0.8(p−1) |\n"
        << "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
@@ -287,7 +296,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     for (const auto& [layers, rate] : plan) {
       for (const std::string name : {"zero-tprune", "zero-tprune-paper", "cls-attention", "random"}) {
         const bool paper = name == "zero-tprune-paper";
-        if (paper && a->iterations.empty() && a->similar == 0.0) continue;  // same as zero-tprune
+        if (paper && !paper_rows) continue;
         const std::string method = paper ? "zero-tprune" : name;
         Row r{layers, rate, 0, name, "", 0, dense.clone()};
         Model& m = r.m;

@@ -116,15 +116,17 @@ Runner add_eval(CLI::App& app, Common&) {
     const GpsConfig& g = m.config.gps;
     const int64_t at_stats = gps_flops_at(m, g.mean_nodes, g.mean_edges),
                   bytes = checkpoint_bytes(m);
-    const bool pct = r.metric == "accuracy";
-    std::cout << "| model | split | " << (pct ? "accuracy %" : r.metric)
+    // Percent for accuracy and ROC-AUC, as compress's report prints them; --json keeps 0..1.
+    const bool pct = r.metric != "mae";
+    const std::string label = graph_metric_label(r.metric);
+    std::cout << "| model | split | " << label
               << " | loss | graphs | params | FLOPs/graph | bytes | graphs/s |\n"
               << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
     std::cout << "| " << a.model << " | " << a.split << " | "
               << (pct ? fixed(100 * r.value, 2) : fixed(r.value, 4)) << " | " << fixed(r.loss, 4)
               << " | " << r.count << " | " << m.num_params() << " | " << std::llround(flops)
               << " | " << bytes << " | " << fixed(r.graphs_per_second, 0) << " |\n";
-    std::cout << "\n" << d.describe() << "; " << r.metric << " on " << r.count << " " << a.split
+    std::cout << "\n" << d.describe() << "; " << label.substr(0, label.find(" %")) << " on " << r.count << " " << a.split
               << " graphs; FLOPs = 2 x MACs per graph, mean over these graphs at each one's own "
               << "size (" << at_stats << " at the model's stated "
               << (g.stats_dataset.empty() ? std::string("statistics") : g.stats_dataset)

@@ -13,9 +13,20 @@
 
 namespace pare {
 
+namespace detail {
+// what() is a C string: a NUL taken from a file (a safetensors key, a JSON "\u0000") would end
+// the message there, so NUL bytes are written as \x00 instead.
+inline std::string without_nul(std::string s) {
+  for (size_t i = s.find('\0'); i != std::string::npos; i = s.find('\0', i + 4))
+    s.replace(i, 1, "\\x00");
+  return s;
+}
+}  // namespace detail
+
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& what) : std::runtime_error(detail::without_nul(what)) {}
+  explicit Error(const char* what) : std::runtime_error(what) {}
 };
 
 // Bad input: file, key, option, data. Exit code 2.

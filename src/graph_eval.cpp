@@ -209,6 +209,13 @@ void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const st
              g.stats_dataset, "'); its metric on other data would mean nothing");
 }
 
+std::string graph_metric_label(const std::string& metric) {
+  if (metric == "accuracy") return "accuracy %";
+  if (metric == "rocauc") return "ROC-AUC %";
+  if (metric == "mae") return "MAE";
+  throw InputError(concat("graph metric: expected accuracy, rocauc or mae, got '", metric, "'"));
+}
+
 std::string graph_metric_name(const std::string& task) {
   if (task == "classification") return "accuracy";
   if (task == "binary") return "rocauc";

@@ -81,6 +81,9 @@ void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const st
 // The metric of a task: "accuracy" (classification), "rocauc" (binary), "mae" (regression).
 std::string graph_metric_name(const std::string& task);
 bool metric_higher_is_better(const std::string& metric);  // false for mae
+// The column heading every table uses for a metric: "accuracy %" and "ROC-AUC %" (printed as
+// 100 × the value), "MAE" (as is). Throws InputError for an unknown metric.
+std::string graph_metric_label(const std::string& metric);
 
 // Mean loss of logits [G, out] against batch targets y [G] (int64 classes, or float targets):
 // cross-entropy, BCE with logits (out = 1) or L1 (out = 1; or y [G, out]). Differentiable.

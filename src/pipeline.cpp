@@ -318,7 +318,7 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows) {
   if (!rows.empty() && !rows.front().metric.empty()) {
     const std::string& mt = rows.front().metric;
     const bool mae = mt == "mae";
-    std::string s = concat("| stage | ", mae ? "MAE" : mt == "rocauc" ? "ROC-AUC %" : "accuracy %",
+    std::string s = concat("| stage | ", graph_metric_label(mt),
                            " | Δ ", mae ? "MAE" : "(points)",
                            " | params | FLOPs/graph | bytes | graphs/s | pass time (s) |\n",
                            "|---|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -690,6 +690,15 @@ TEST_F(PareCli, SafetensorsGarbageHeaderIsQuotedAsEscapes) {
     EXPECT_TRUE(c >= 0x20 || c == '\n') << "raw control byte in: " << r.err;
   }
   EXPECT_TRUE(contains(r.err, "\\xff")) << r.err;
+  // A NUL inside a header string (JSON "\u0000") no longer cuts the message short.
+  const std::string header =
+      R"({"a\u0000b":{"dtype":"Q\u0000Z","shape":[1],"data_offsets":[0,4]}})";
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  write_file(m / "model.safetensors", file + header + std::string(4, '\0'));
+  r = expect_rejected({"inspect", "--model", m.string()},
+                      {"model.safetensors", "tensor 'a\\x00b'", "dtype 'Q\\x00Z'",
+                       "(expected F64"});
 }
 
 fs::path lm_fixture(const std::string& name);  // below, with the LM tests
@@ -709,6 +718,20 @@ TEST_F(PareCli, BenchZeroTPruneScheduleGivesEachRowItsLayers) {
   EXPECT_TRUE(contains(md, "| 0 | 0.50 | 50→26, 26 | zero-tprune |")) << md;
   EXPECT_TRUE(contains(md, "| 0, 1 | 0.75 | 50→38, 38→29 | zero-tprune |")) << md;
   EXPECT_TRUE(contains(md, "| 0 | 0.50 | 50→26, 26 | random |")) << md;
+  // The header describes this run: the model given, no timing, its token count.
+  EXPECT_TRUE(contains(md, "(" + model().string() + ")")) << md;
+  EXPECT_TRUE(contains(md, "Throughput: not measured (--no-timing)")) << md;
+  EXPECT_FALSE(contains(md, "alternating dense/pruned")) << md;
+  EXPECT_TRUE(contains(md, "MFLOPs/image, 50 tokens.")) << md;
+  EXPECT_TRUE(contains(md, "zero-tprune-paper =")) << md;  // --iterations given: paper rows run
+  // Without --iterations and --similar the paper rows equal zero-tprune: neither rows nor header.
+  const std::string out2 = (dir_ / "r2.md").string();
+  r = pare({"bench", "zero-tprune", "--model", model().string(), "--schedule", "0@0.5",
+            "--random-seeds", "1", "--limit", "64", "--no-timing", "--out", out2});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::string md2 = read_file(out2);
+  EXPECT_FALSE(contains(md2, "zero-tprune-paper")) << md2;
+  EXPECT_TRUE(contains(md2, "| 0 | 0.50 | 50→26, 26 | cls-attention |")) << md2;
   // expect_rejected also checks that nothing under dir_ changed (r.md included) and that the
   // refused runs' --out was not created.
   for (const char* bad : {"0.5", "x@0.5", "0@1.5", "0@", "0,@0.5", "+0@0.5", "0@0.5@0.6"})

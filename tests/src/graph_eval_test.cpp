@@ -127,6 +127,11 @@ TEST(GraphEvalMetrics, AccuracyMaeAndLossesByHand) {
   EXPECT_NEAR(graph_loss("regression", p, r).item<double>(), 1.5, 1e-7);
   EXPECT_NEAR(mae_of(p, r), 1.5, 1e-7);
   EXPECT_EQ(graph_metric_name("binary"), "rocauc");
+  // One heading per metric in every table (eval, compress's report, the benches).
+  EXPECT_EQ(graph_metric_label("accuracy"), "accuracy %");
+  EXPECT_EQ(graph_metric_label("rocauc"), "ROC-AUC %");
+  EXPECT_EQ(graph_metric_label("mae"), "MAE");
+  EXPECT_INPUT_ERROR(graph_metric_label("auc"), HasSubstr("'auc'"));
   EXPECT_FALSE(metric_higher_is_better("mae"));
 }
 
