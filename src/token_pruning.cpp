@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -288,6 +289,31 @@ torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   torch::Tensor rows = idx + torch::arange(B, idx.options()).mul_(N).unsqueeze(1);
   return x.reshape({B * N, C}).index_select(0, rows.reshape(-1)).view({B, idx.size(1), C});
+}
+
+torch::Tensor gather_head_tokens(const torch::Tensor& x, const torch::Tensor& idx) {
+  PARE_CHECK(x.dim() == 4 && idx.dim() == 2 && idx.size(0) == x.size(0) &&
+                 idx.scalar_type() == torch::kInt64,
+             "gather_head_tokens: expected x [B, H, N, head_dim] and int64 idx [B, k], got ",
+             x.sizes(), " and ", idx.sizes());
+  const int64_t B = x.size(0), H = x.size(1), N = x.size(2), hd = x.size(3), k = idx.size(1);
+  const torch::Tensor c = x.contiguous(), ix = idx.contiguous();
+  const int64_t* id = ix.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B * k; ++i)
+    PARE_CHECK(id[i] >= 0 && id[i] < N, "gather_head_tokens: index ", id[i], " at [", i / k, ", ",
+               i % k, "] outside [0, ", N, ")");
+  torch::Tensor out = torch::empty({B, k, H * hd}, c.options());
+  const size_t row = static_cast<size_t>(hd) * c.element_size();
+  const auto* src = static_cast<const char*>(c.data_ptr());
+  auto* dst = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t h = 0; h < H; ++h)
+          std::memcpy(dst + ((b * k + i) * H + h) * row, src + ((b * H + h) * N + id[b * k + i]) * row,
+                      row);
+  });
+  return out;
 }
 
 namespace {

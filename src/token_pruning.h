@@ -66,6 +66,10 @@ int64_t graph_similar(const TokenPruneStep& step, int64_t n);
 
 // x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
 torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
+// Attention output per head x [B, H, N, head_dim] → its kept tokens with the heads concatenated,
+// out[b, i, h·head_dim + d] = x[b, h, idx[b, i], d], [B, k, H·head_dim]: the transpose and the
+// gather in one copy. Throws InputError when an index is outside [0, N) or the shapes disagree.
+torch::Tensor gather_head_tokens(const torch::Tensor& x, const torch::Tensor& idx);
 
 // Multiply-accumulates per input spent choosing the tokens of `step` with n tokens entering,
 // `heads` heads and key width `key_dim`. zero-tprune: PageRank heads·n² per iteration (r = 0:

@@ -201,22 +201,25 @@ class VitFamily : public Family {
     }
     torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
     const int64_t B = h.size(0), T = h.size(1);
-    auto split = [&](const char* slot) {
-      return m.linear(b + slot).forward(h).view({B, T, d.heads, d.head_dim}).transpose(1, 2);
+    auto split = [&](const torch::Tensor& t) {  // [B, T, heads·head_dim] → [B, heads, T, head_dim]
+      return t.view({B, T, d.heads, d.head_dim}).transpose(1, 2);
     };
-    torch::Tensor q = split("attn_q"), k = split("attn_k"), v = split("attn_v");
+    const torch::Tensor keys = m.linear(b + "attn_k").forward(h);  // [B, T, heads·head_dim]
+    torch::Tensor q = split(m.linear(b + "attn_q").forward(h)), k = split(keys),
+                  v = split(m.linear(b + "attn_v").forward(h));
     torch::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(d.head_dim));
     torch::Tensor probs = at::softmax(scores, -1);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
-    torch::Tensor ctx = at::matmul(probs, v).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+    torch::Tensor ctx = at::matmul(probs, v);  // [B, heads, T, head_dim]
     const TokenPruneStep* step = m.config.prune_step(l);
     if (step && step->keep < T) {
       // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
       // everything after run on them only (per-token ops, so pruning here equals pruning after).
-      torch::Tensor keys = k.transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
       torch::Tensor idx = select_tokens(*step, probs, keys, m.config.special_tokens());
-      ctx = gather_tokens(ctx, idx);
+      ctx = gather_head_tokens(ctx, idx);
       s.x = gather_tokens(s.x, idx);
+    } else {
+      ctx = ctx.transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
     }
     s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
   }

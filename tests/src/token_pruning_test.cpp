@@ -508,6 +508,31 @@ TEST(GatherTokens, PicksRowsPerSequence) {
   EXPECT_EQ(g[1][1][1].item<double>(), 22.0);  // b 1, t 3, c 1
 }
 
+// gather_head_tokens against indexing written out: out[b, i, h·hd + d] = x[b, h, idx[b, i], d].
+TEST(GatherHeadTokens, TransposesAndPicksInOneCopy) {
+  const int64_t B = 2, H = 3, N = 5, hd = 4;
+  torch::Tensor x = torch::arange(B * H * N * hd, torch::kFloat32).reshape({B, H, N, hd});
+  torch::Tensor idx = torch::tensor({0, 4, 2, 1, 3, 0}, torch::kInt64).reshape({B, 3});
+  torch::Tensor g = gather_head_tokens(x, idx);
+  ASSERT_EQ(g.sizes(), (std::vector<int64_t>{B, 3, H * hd}));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t d = 0; d < hd; ++d) {
+          const int64_t n = idx[b][i].item<int64_t>();
+          // x[b, h, n, d] = ((b·H + h)·N + n)·hd + d
+          EXPECT_EQ(g[b][i][h * hd + d].item<float>(), float(((b * H + h) * N + n) * hd + d));
+        }
+  // A non-contiguous input (a transposed view) gives the same values.
+  torch::Tensor xt = x.transpose(2, 3).contiguous().transpose(2, 3);
+  EXPECT_TRUE(torch::equal(gather_head_tokens(xt, idx), g));
+  EXPECT_INPUT_ERROR(gather_head_tokens(x, torch::tensor({0, 5}, torch::kInt64).reshape({1, 2}).expand({2, 2})),
+                     HasSubstr("index 5"));
+  EXPECT_INPUT_ERROR(gather_head_tokens(x, torch::tensor({-1, 0}, torch::kInt64).reshape({1, 2}).expand({2, 2})),
+                     HasSubstr("index -1"));
+  EXPECT_INPUT_ERROR(gather_head_tokens(x[0], idx), HasSubstr("[B, H, N, head_dim]"));
+}
+
 // ---- selection cost -----------------------------------------------------------------------------
 
 TEST(TokenSelectionMacs, MatchesTheFormulaByHand) {
