@@ -469,6 +469,18 @@ TEST_F(GpsCli, BenchZeroTPruneNeedsTheGraphData) {
   EXPECT_EQ(b.code, 2) << show(b);
   EXPECT_NE(b.err.find("--data must name its graph data set"), std::string::npos) << b.err;
   EXPECT_FALSE(fs::exists(dir_ / "b.md"));
+  // With its data: rows per rate and method; the header says what was (not) measured.
+  b = pare({"bench", "zero-tprune", "--model", model().string(), "--data", data("MUTAG"),
+            "--layers", "0", "--rates", "0.5", "--random-seeds", "1", "--no-timing", "--out",
+            "b.md"});
+  ASSERT_EQ(b.code, 0) << show(b);
+  const std::string md = read_all(dir_ / "b.md");
+  EXPECT_NE(md.find("Throughput: not measured (--no-timing)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("alternating dense/pruned"), std::string::npos) << md;
+  EXPECT_NE(md.find("| keep rate | method | MFLOPs/graph | FLOPs cut | accuracy % |"),
+            std::string::npos) << md;
+  for (const char* method : {"| 0.50 | zero-tprune |", "| 0.50 | attention |", "| 0.50 | random |"})
+    EXPECT_NE(md.find(method), std::string::npos) << method << "\n" << md;
 }
 
 // A recipe without a data section (like recipes/zero-tprune.yaml, written for the ViT) runs on a
