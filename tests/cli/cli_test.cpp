@@ -587,6 +587,14 @@ TEST_F(PareCli, CompressQuantizeThenEvalTheSavedModel) {
       << "eval of the saved quantized model disagrees with report.json";
   EXPECT_EQ(ej["params"], q["params"]);
   EXPECT_EQ(ej["bytes"], q["bytes"]);
+
+  // config.json saying 8 bits where the file holds 4-bit codes: one line naming the file, the
+  // tensor and both shapes, exit 2, nothing written.
+  cfg["pare"]["quantization"]["slots"]["blk.0.attn_q"]["bits"] = 8;
+  write_file(out / "config.json", cfg.dump(2));
+  expect_rejected({"eval", "--model", out.string(), "--limit", "10"},
+                  {(out / "model.safetensors").string(), qk + "qweight",
+                   "expected [32, 32], got [32, 16]"});
 }
 
 // slicegpt 0.25 leaves 24-wide slots: a group of 16 does not divide them (error names the slot and
