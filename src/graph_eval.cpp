@@ -80,6 +80,19 @@ const Model& eval_mode(const Model& m, Model& holder) {
   return holder;
 }
 
+// The data's task must be the model's; with check_name, a model pare trained (gps.stats_dataset
+// "X train split") takes only data set X.
+void check_task_and_name(const GpsConfig& g, const std::string& name, const std::string& task,
+                         const std::string& path, bool check_name) {
+  const std::string trained_on = trained_on_dataset(g);
+  PARE_CHECK(task == g.task, path, ": the data set ", name, " is a ", task,
+             " task, the model was made for ", g.task,
+             trained_on.empty() ? std::string() : " (trained on " + trained_on + ")");
+  PARE_CHECK(!check_name || trained_on.empty() || trained_on == name, path, ": the data set is ",
+             name, ", the model was trained on ", trained_on, " (config.json gps.stats_dataset: '",
+             g.stats_dataset, "'); its metric on other data would mean nothing");
+}
+
 }  // namespace
 
 std::string GraphData::describe() const {
@@ -130,6 +143,12 @@ GraphData load_graph_data(const std::string& path, const GraphDataOptions& opt) 
                ": expected a TU data set folder or a MoleculeNet HIV.csv / "
                "delaney-processed.csv, got ",
                fs::exists(path, ec) ? "another file" : "nothing (no such file or folder)");
+    if (!opt.model_task.empty()) {  // before converting 41k molecules for nothing
+      GpsConfig g;
+      g.task = opt.model_task;
+      g.stats_dataset = opt.model_stats_dataset;
+      check_task_and_name(g, kind, molecule_task(kind), path, /*check_name=*/true);
+    }
     d.ds = load_molecule_dataset(path, kind, molecule_cache_path(path, kind, opt.cache_dir));
     d.kind = kind;
     d.split = "scaffold";
@@ -148,6 +167,8 @@ GraphDataOptions graph_data_options(const ArchConfig& c, const std::string& cach
   o.split_seed = c.gps.split_seed;
   o.rwse_steps = c.gps.rwse_steps;
   o.lappe_k = c.gps.lappe_k;
+  o.model_task = c.gps.task;
+  o.model_stats_dataset = c.gps.stats_dataset;
   return o;
 }
 
@@ -168,10 +189,7 @@ std::string trained_on_dataset(const GpsConfig& g) {
 void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const std::string& path) {
   PARE_CHECK(c.is_graph(), path, ": graph data needs a graph model (gps), got family ", c.family);
   const GpsConfig& g = c.gps;
-  const std::string trained_on = trained_on_dataset(g);
-  const std::string made_on = trained_on.empty() ? "" : " (trained on " + trained_on + ")";
-  PARE_CHECK(ds.task == g.task, path, ": the data set ", ds.name, " is a ", ds.task,
-             " task, the model was made for ", g.task, made_on);
+  check_task_and_name(g, ds.name, ds.task, path, /*check_name=*/false);
   if (ds.task == "classification")
     PARE_CHECK(ds.num_classes == c.num_labels, path, ": the data set ", ds.name, " has ",
                ds.num_classes, " classes, the model has ", c.num_labels, " outputs");
@@ -204,9 +222,7 @@ void check_graph_data_fits(const ArchConfig& c, const GraphDataset& ds, const st
   PARE_CHECK(g.lappe_k == 0 || ds.lappe_dim == g.lappe_k, path, ": the model needs LapPE with k = ",
              g.lappe_k, ", the data has ", ds.lappe_dim);
   // Last: a shape mismatch above says more about what is wrong than the name does.
-  PARE_CHECK(trained_on.empty() || trained_on == ds.name, path, ": the data set is ", ds.name,
-             ", the model was trained on ", trained_on, " (config.json gps.stats_dataset: '",
-             g.stats_dataset, "'); its metric on other data would mean nothing");
+  check_task_and_name(g, ds.name, ds.task, path, /*check_name=*/true);
 }
 
 std::string graph_metric_label(const std::string& metric) {

@@ -42,6 +42,11 @@ struct GraphDataOptions {
   uint64_t split_seed = 0;
   int64_t rwse_steps = 0;  // computed when > 0 (K)
   int64_t lappe_k = 0;     // computed when > 0 (k eigenpairs)
+  // The model the data is for (graph_data_options fills them; empty: no check). A MoleculeNet CSV
+  // whose task differs, or that is not the data set named in `model_stats_dataset` ("molhiv train
+  // split"), is refused before its molecules are converted (same messages as
+  // check_graph_data_fits).
+  std::string model_task, model_stats_dataset;
 };
 
 struct GraphData {

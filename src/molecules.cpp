@@ -263,6 +263,12 @@ const MoleculeCsvKind& find_kind(const std::string& kind) {
   throw InputError(concat("molecule data set: expected kind 'molhiv' or 'molesol', got '", kind, "'"));
 }
 
+}  // namespace
+
+std::string molecule_task(const std::string& kind) { return find_kind(kind).task; }
+
+namespace {
+
 double parse_target(const std::string& s, const MoleculeCsvKind& k, const std::string& path,
                     int64_t line) {
   if (k.num_classes == 1) {

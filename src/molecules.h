@@ -64,6 +64,8 @@ std::map<std::string, std::vector<int64_t>> scaffold_split(const std::vector<std
 // column, a row with the wrong number of fields, a label that is not 0/1 (molhiv) or a number
 // (molesol), a SMILES RDKit cannot parse; "FILE: cannot open" when missing; an unknown kind.
 GraphDataset load_molecule_csv(const std::string& path, const std::string& kind);
+// The task of a kind: "binary" (molhiv), "regression" (molesol); InputError for another kind.
+std::string molecule_task(const std::string& kind);
 
 // load_molecule_csv through a cache (save_graph_cache / load_graph_cache, graph_data.h):
 // `cache_path` is used when it exists, is newer than the CSV and holds a data set of this kind;

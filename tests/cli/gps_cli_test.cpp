@@ -253,6 +253,13 @@ TEST_F(GpsCli, BadDataIsOneLineAndExit2) {
     expect_rejected({"eval", "--model", m, "--data", data("PROTEINS")},
                     {data("PROTEINS"), "the data set is PROTEINS, the model was trained on MUTAG",
                      "gps.stats_dataset"});
+  // HIV.csv is a binary task: refused before its 41k molecules are converted, so no molecule
+  // cache is written (expect_rejected checks that dir_ stays empty).
+  const std::string hiv = shared_data() + "/moleculenet/HIV.csv";
+  if (fs::is_regular_file(hiv))
+    expect_rejected({"eval", "--model", m, "--data", hiv, "--cache", (dir_ / "cache").string()},
+                    {hiv, "the data set molhiv is a binary task, the model was made for "
+                          "classification (trained on MUTAG)"});
 }
 
 TEST_F(GpsCli, BadTrainRecipesAreOneLineAndExit2) {
