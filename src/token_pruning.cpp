@@ -46,6 +46,15 @@ struct Prefetch {
   }
 };
 
+// PageRank's start vector s [n]: CLS (token 0) at √n× the others unless uniform_init; sum 1.
+template <typename T>
+void pagerank_start(int64_t n, bool uniform_init, T* s) {
+  const double cls = uniform_init ? 1.0 : std::sqrt(double(n));
+  const double total = cls + double(n - 1);
+  s[0] = T(cls / total);
+  for (int64_t j = 1; j < n; ++j) s[j] = T(1.0 / total);
+}
+
 // Per-head PageRank scores s [H, n] (row stride n) of one sequence: P [H, ld, ld], valid block
 // [n, n]. `first` (optional, [H, n]) receives the scores after one iteration (I′).
 template <typename T>
@@ -55,10 +64,7 @@ void pagerank_row(const T* P, int64_t H, int64_t n, int64_t ld, int64_t iteratio
   for (int64_t h = 0; h < H; ++h) {
     T* sh = s + h * n;
     const T* Ph = P + h * ld * ld;
-    const double cls = uniform_init ? 1.0 : std::sqrt(double(n));
-    const double total = cls + double(n - 1);
-    sh[0] = T(cls / total);
-    for (int64_t j = 1; j < n; ++j) sh[j] = T(1.0 / total);
+    pagerank_start(n, uniform_init, sh);
     for (int64_t it = 0; it < iterations; ++it) {
       std::fill(tmp.begin(), tmp.end(), T(0));
       for (int64_t i = 0; i < n; ++i) {  // s_j = Σ_i s_i A_ij, row by row (contiguous)
@@ -182,8 +188,10 @@ struct RowScratch {
 // zero-tprune with r > 0 the S stage (tokens ordered by I′ and split into halves; each less
 // important token's best Key-vector cosine similarity to the more important half; the r most
 // similar dropped), then the top `keep` scores. Writes the kept positions, ascending, to out.
+// Pb is the row's probabilities [H, ld, ld], or with `summary` their weighted sum over the
+// queries [H, ld] (see selection_reads), or null for random.
 template <typename T>
-void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, const T* Kb,
+void select_row(const TokenPruneStep& step, const T* Pb, bool summary, int64_t H, int64_t ld, const T* Kb,
                 int64_t kd, int64_t specials, const Row& w, const T* random, RowScratch<T>& z,
                 int64_t* out) {
   const bool uniform = step.uniform_init || specials == 0;  // no CLS: a uniform start
@@ -192,8 +200,9 @@ void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, 
   if (step.method == "random") {
     for (int64_t j = 0; j < w.n; ++j) sc[j] = random[j];
   } else if (step.method == "cls-attention") {
+    const int64_t head = summary ? ld : ld * ld;  // the CLS row of a head, or its summary (w = e₀)
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < w.n; ++j) sc[j] += double(Pb[h * ld * ld + j]) / double(H);
+      for (int64_t j = 0; j < w.n; ++j) sc[j] += double(Pb[h * head + j]) / double(H);
   } else if (step.method == "attention") {
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < w.n; ++i)
@@ -207,8 +216,13 @@ void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, 
     Prefetch keys;
     if (w.r > 0) keys = {reinterpret_cast<const char*>(Kb), (w.n * kd * int64_t(sizeof(T)) + 63) / 64};
     z.full.resize(H * w.n), z.first.resize(H * w.n), z.comb.resize(w.n);
-    pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, z.full.data(),
-                 w.r > 0 ? z.first.data() : nullptr, z.tmp, keys);
+    if (summary) {  // one iteration, already done: I′ = I = Aᵀw
+      for (int64_t h = 0; h < H; ++h) std::copy(Pb + h * ld, Pb + h * ld + w.n, z.full.data() + h * w.n);
+      z.first = z.full;
+    } else {
+      pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, z.full.data(),
+                   w.r > 0 ? z.first.data() : nullptr, z.tmp, keys);
+    }
     if (need_i) {
       combine_row(z.full.data(), H, w.n, 0.01, 0.7, z.comb.data());
       for (int64_t j = 0; j < w.n; ++j) sc[j] = z.comb[j];
@@ -240,14 +254,15 @@ void select_row(const TokenPruneStep& step, const T* Pb, int64_t H, int64_t ld, 
 
 // select_row for every row of the batch, in parallel; row b's kept positions go to out + offset[b].
 template <typename T>
-void select_rows(const TokenPruneStep& step, const T* P, int64_t H, int64_t ld, const T* K,
+void select_rows(const TokenPruneStep& step, const T* P, bool summary, int64_t H, int64_t ld, const T* K,
                  int64_t kd, int64_t specials, const std::vector<Row>& rows, const T* random,
                  int64_t* out, const std::vector<int64_t>& offset) {
   const int64_t B = static_cast<int64_t>(rows.size());
+  const int64_t per_row = summary ? H * ld : H * ld * ld;
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     RowScratch<T> z;
     for (int64_t b = b0; b < b1; ++b)
-      select_row(step, P + b * H * ld * ld, H, ld, K + b * ld * kd, kd, specials, rows[b],
+      select_row(step, P ? P + b * per_row : P, summary, H, ld, K + b * ld * kd, kd, specials, rows[b],
                  random ? random + b * ld : nullptr, z, out + offset[b]);
   });
 }
@@ -291,31 +306,6 @@ torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx) {
   return x.reshape({B * N, C}).index_select(0, rows.reshape(-1)).view({B, idx.size(1), C});
 }
 
-torch::Tensor gather_head_tokens(const torch::Tensor& x, const torch::Tensor& idx) {
-  PARE_CHECK(x.dim() == 4 && idx.dim() == 2 && idx.size(0) == x.size(0) &&
-                 idx.scalar_type() == torch::kInt64,
-             "gather_head_tokens: expected x [B, H, N, head_dim] and int64 idx [B, k], got ",
-             x.sizes(), " and ", idx.sizes());
-  const int64_t B = x.size(0), H = x.size(1), N = x.size(2), hd = x.size(3), k = idx.size(1);
-  const torch::Tensor c = x.contiguous(), ix = idx.contiguous();
-  const int64_t* id = ix.data_ptr<int64_t>();
-  for (int64_t i = 0; i < B * k; ++i)
-    PARE_CHECK(id[i] >= 0 && id[i] < N, "gather_head_tokens: index ", id[i], " at [", i / k, ", ",
-               i % k, "] outside [0, ", N, ")");
-  torch::Tensor out = torch::empty({B, k, H * hd}, c.options());
-  const size_t row = static_cast<size_t>(hd) * c.element_size();
-  const auto* src = static_cast<const char*>(c.data_ptr());
-  auto* dst = static_cast<char*>(out.data_ptr());
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t i = 0; i < k; ++i)
-        for (int64_t h = 0; h < H; ++h)
-          std::memcpy(dst + ((b * k + i) * H + h) * row, src + ((b * H + h) * N + id[b * k + i]) * row,
-                      row);
-  });
-  return out;
-}
-
 namespace {
 
 void check_method(const TokenPruneStep& step, bool graph) {
@@ -325,41 +315,72 @@ void check_method(const TokenPruneStep& step, bool graph) {
              graph ? "or attention; graphs have no CLS token" : "cls-attention or attention", ")");
 }
 
-// Runs select_rows for probs [B, H, N, N] and keys [B, N, C]; returns the flat kept positions.
-std::vector<int64_t> run_selection(const TokenPruneStep& step, const torch::Tensor& probs,
+// Runs select_rows for `attention` (probs [B, H, N, N], a summary [B, H, N] or undefined: see
+// select_tokens) and keys [B, N, C]; returns the flat kept positions.
+std::vector<int64_t> run_selection(const TokenPruneStep& step, const torch::Tensor& attention,
                                    const torch::Tensor& keys, int64_t specials,
                                    const std::vector<Row>& rows) {
-  const int64_t B = probs.size(0), H = probs.size(1), N = probs.size(-1);
-  PARE_CHECK(probs.dim() == 4 && probs.size(2) == N && keys.dim() == 3 && keys.size(0) == B &&
-                 keys.size(1) == N,
-             "token pruning: expected probs [B, H, N, N] and keys [B, N, C], got ", probs.sizes(),
-             " and ", keys.sizes());
-  const torch::Tensor p = probs.contiguous(), k = keys.to(probs.scalar_type()).contiguous();
+  PARE_CHECK(keys.dim() == 3, "token pruning: expected keys [B, N, C], got ", keys.sizes());
+  const int64_t B = keys.size(0), N = keys.size(1);
+  const SelectionReads reads = selection_reads(step);
+  const bool probs = attention.defined() && attention.dim() == 4 && attention.size(2) == N &&
+                     attention.size(3) == N;
+  const bool summary = attention.defined() && attention.dim() == 3 && attention.size(2) == N;
+  PARE_CHECK((probs || (summary && reads == SelectionReads::kSummary) ||
+              (!attention.defined() && reads == SelectionReads::kNothing)) &&
+                 (!attention.defined() || attention.size(0) == B),
+             "token pruning (", step.method, "): expected probs [B, H, N, N]",
+             reads == SelectionReads::kSummary ? " or their summary [B, H, N]" : "",
+             reads == SelectionReads::kNothing ? " or none" : "", " with keys [B, N, C], got ",
+             attention.defined() ? concat(attention.sizes()) : std::string("none"), " and ", keys.sizes());
+  const at::ScalarType dtype = attention.defined() ? attention.scalar_type() : keys.scalar_type();
+  const torch::Tensor p = attention.defined() ? attention.contiguous() : attention;
+  const torch::Tensor k = keys.to(dtype).contiguous();
+  const int64_t H = attention.defined() ? attention.size(1) : 0;
   torch::Tensor random;
   if (step.method == "random") {
     auto gen = at::detail::createCPUGenerator(step.seed * 1000003ULL + uint64_t(step.layer));
-    random = at::rand({B, N}, gen, p.scalar_type());
+    random = at::rand({B, N}, gen, dtype);
   }
   std::vector<int64_t> offset(B + 1, 0);
   for (int64_t b = 0; b < B; ++b) offset[b + 1] = offset[b] + rows[b].keep;
   std::vector<int64_t> out(offset[B]);
-  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "select_tokens", [&] {
-    select_rows(step, p.data_ptr<scalar_t>(), H, N, k.data_ptr<scalar_t>(), k.size(2), specials,
-                rows, random.defined() ? random.data_ptr<scalar_t>() : nullptr, out.data(), offset);
+  AT_DISPATCH_FLOATING_TYPES(dtype, "select_tokens", [&] {
+    select_rows(step, p.defined() ? p.data_ptr<scalar_t>() : nullptr, summary, H, N, k.data_ptr<scalar_t>(),
+                k.size(2), specials, rows, random.defined() ? random.data_ptr<scalar_t>() : nullptr,
+                out.data(), offset);
   });
   return out;
 }
 
 }  // namespace
 
-torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& probs,
+SelectionReads selection_reads(const TokenPruneStep& step) {
+  if (step.method == "random") return SelectionReads::kNothing;
+  if (step.method == "cls-attention" || (step.method == "zero-tprune" && step.iterations == 1))
+    return SelectionReads::kSummary;
+  return SelectionReads::kProbs;
+}
+
+torch::Tensor summary_query_weights(const TokenPruneStep& step, int64_t n, int64_t specials) {
+  PARE_ASSERT(selection_reads(step) == SelectionReads::kSummary, "no summary for ", step.method);
+  torch::Tensor w = torch::zeros({n}, torch::kFloat32);
+  if (step.method == "cls-attention")
+    w[0] = 1.0f;
+  else
+    pagerank_start(n, step.uniform_init || specials == 0, w.data_ptr<float>());
+  return w;
+}
+
+torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& attention,
                             const torch::Tensor& keys, int64_t specials) {
-  const int64_t B = probs.size(0), N = probs.size(-1);
+  PARE_CHECK(keys.dim() == 3, "token pruning: expected keys [B, N, C], got ", keys.sizes());
+  const int64_t B = keys.size(0), N = keys.size(1);
   PARE_CHECK(step.keep > specials && step.keep <= N, "token pruning at layer ", step.layer,
              ": keep ", step.keep, " must be in (", specials, ", ", N, "]");
   check_method(step, false);
   const Row w{N, step.keep, step.method == "zero-tprune" ? std::min(step.similar, (N - specials) / 2) : 0};
-  std::vector<int64_t> flat = run_selection(step, probs, keys, specials, std::vector<Row>(B, w));
+  std::vector<int64_t> flat = run_selection(step, attention, keys, specials, std::vector<Row>(B, w));
   return torch::tensor(flat, torch::kInt64).view({B, step.keep});
 }
 

@@ -45,8 +45,23 @@ torch::Tensor combine_heads_rms(const torch::Tensor& scores, double var_min = 0.
 // step.seed and layer: the same batch gets the same choice on every call; the draw is per batch,
 // so its accuracy moves slightly with the evaluation batch size).
 // Ties keep the lower position. Throws InputError when keep is not in (specials, N].
-torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& probs,
+// `attention` is either the probabilities [B, H, N, N] (every method), or for the methods
+// selection_reads() puts at kSummary their weighted sum over the queries [B, H, N] (see below),
+// or undefined for random (N is then keys.size(1)); anything else throws InputError.
+torch::Tensor select_tokens(const TokenPruneStep& step, const torch::Tensor& attention,
                             const torch::Tensor& keys, int64_t specials);
+
+// What select_tokens reads from a layer's attention. A method that reads the probabilities only
+// through one weighted sum over the queries, summary[b, h, j] = Σ_i w_i probs[b, h, i, j], can
+// be given that sum, which an attention kernel forms without writing the N × N probabilities out
+// (multi_head_attention in attention.h): zero-tprune with one PageRank iteration (w = PageRank's
+// start vector; the I′ and I scores are both Aᵀw) and cls-attention (w = e₀: the CLS row).
+// Random reads nothing; zero-tprune with other iteration counts and "attention" read probs.
+enum class SelectionReads { kNothing, kSummary, kProbs };
+SelectionReads selection_reads(const TokenPruneStep& step);
+// The query weights w [n] (float32) of a kSummary step with n tokens entering and `specials`
+// special tokens (PageRank's start: CLS √n× the others unless uniform_init or no specials, sum 1).
+torch::Tensor summary_query_weights(const TokenPruneStep& step, int64_t n, int64_t specials);
 
 // Graphs (padded rows of different lengths): row b of probs [B, H, N, N] / keys [B, N, C] has
 // n[b] ≤ N valid tokens (the first ones; padding after them is ignored) and keeps keep[b] of them,
@@ -66,10 +81,6 @@ int64_t graph_similar(const TokenPruneStep& step, int64_t n);
 
 // x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
 torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
-// Attention output per head x [B, H, N, head_dim] → its kept tokens with the heads concatenated,
-// out[b, i, h·head_dim + d] = x[b, h, idx[b, i], d], [B, k, H·head_dim]: the transpose and the
-// gather in one copy. Throws InputError when an index is outside [0, N) or the shapes disagree.
-torch::Tensor gather_head_tokens(const torch::Tensor& x, const torch::Tensor& idx);
 
 // Multiply-accumulates per input spent choosing the tokens of `step` with n tokens entering,
 // `heads` heads and key width `key_dim`. zero-tprune: PageRank heads·n² per iteration (r = 0:

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <regex>
 
+#include "attention.h"
 #include "blocks.h"
 #include "decoder.h"
 #include "error.h"
@@ -201,25 +202,37 @@ class VitFamily : public Family {
     }
     torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
     const int64_t B = h.size(0), T = h.size(1);
-    auto split = [&](const torch::Tensor& t) {  // [B, T, heads·head_dim] → [B, heads, T, head_dim]
-      return t.view({B, T, d.heads, d.head_dim}).transpose(1, 2);
-    };
+    const torch::Tensor q = m.linear(b + "attn_q").forward(h);     // [B, T, heads·head_dim]
     const torch::Tensor keys = m.linear(b + "attn_k").forward(h);  // [B, T, heads·head_dim]
-    torch::Tensor q = split(m.linear(b + "attn_q").forward(h)), k = split(keys),
-                  v = split(m.linear(b + "attn_v").forward(h));
-    torch::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(d.head_dim));
-    torch::Tensor probs = at::softmax(scores, -1);
-    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
-    torch::Tensor ctx = at::matmul(probs, v);  // [B, heads, T, head_dim]
+    const torch::Tensor v = m.linear(b + "attn_v").forward(h);
     const TokenPruneStep* step = m.config.prune_step(l);
-    if (step && step->keep < T) {
+    const bool prune = step && step->keep < T;
+    // ctx [B, T, heads·head_dim]; attn: what the pruning step reads of the probabilities (the
+    // probabilities [B, heads, T, T], their summary [B, heads, T] or nothing: selection_reads).
+    torch::Tensor ctx, attn;
+    if (m.hooks.empty()) {
+      AttentionOutputs out;
+      const SelectionReads reads = prune ? selection_reads(*step) : SelectionReads::kNothing;
+      if (reads == SelectionReads::kProbs) out.probs = &attn;
+      if (reads == SelectionReads::kSummary) {
+        out.query_weights = summary_query_weights(*step, T, m.config.special_tokens());
+        out.column_sums = &attn;
+      }
+      ctx = multi_head_attention(q, keys, v, d.heads, out);
+    } else {  // hooks see (and may replace) the probabilities before they weigh the values
+      auto split = [&](const torch::Tensor& t) {  // [B, T, heads·head_dim] → [B, heads, T, head_dim]
+        return t.view({B, T, d.heads, d.head_dim}).transpose(1, 2);
+      };
+      attn = at::softmax(at::matmul(split(q), split(keys).transpose(-2, -1)) / std::sqrt(double(d.head_dim)), -1);
+      m.hooks.fire(HookPoint::kAttnProbs, l, attn);
+      ctx = at::matmul(attn, split(v)).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+    }
+    if (prune) {
       // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
       // everything after run on them only (per-token ops, so pruning here equals pruning after).
-      torch::Tensor idx = select_tokens(*step, probs, keys, m.config.special_tokens());
-      ctx = gather_head_tokens(ctx, idx);
+      torch::Tensor idx = select_tokens(*step, attn, keys, m.config.special_tokens());
+      ctx = gather_tokens(ctx, idx);
       s.x = gather_tokens(s.x, idx);
-    } else {
-      ctx = ctx.transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
     }
     s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
   }

@@ -249,6 +249,57 @@ TEST(SelectTokens, SpecialTokensAlwaysKeptAndIndicesAscending) {
     }
 }
 
+// PageRank's start vector and the CLS row's one-hot, written out.
+TEST(SelectTokens, SummaryQueryWeightsByHand) {
+  TokenPruneStep zt = step_of("zero-tprune", 3);
+  zt.iterations = 1;
+  auto values = [](const torch::Tensor& t) { return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel()); };
+  // CLS at √4 = 2 times the others: 2/5, 1/5, 1/5, 1/5.
+  EXPECT_EQ(values(summary_query_weights(zt, 4, 1)), (std::vector<float>{0.4f, 0.2f, 0.2f, 0.2f}));
+  zt.uniform_init = true;
+  EXPECT_EQ(values(summary_query_weights(zt, 4, 1)), (std::vector<float>{0.25f, 0.25f, 0.25f, 0.25f}));
+  EXPECT_EQ(values(summary_query_weights(step_of("cls-attention", 3), 4, 1)),
+            (std::vector<float>{1.0f, 0.0f, 0.0f, 0.0f}));
+  EXPECT_EQ(selection_reads(zt), SelectionReads::kSummary);
+  zt.iterations = 3;
+  EXPECT_EQ(selection_reads(zt), SelectionReads::kProbs);
+  EXPECT_EQ(selection_reads(step_of("attention", 3)), SelectionReads::kProbs);
+  EXPECT_EQ(selection_reads(step_of("random", 3)), SelectionReads::kNothing);
+}
+
+// A step given the weighted query sum of the probabilities (what the attention kernel forms)
+// chooses exactly what it chooses from the probabilities; random needs no attention at all; a
+// step that needs the probabilities refuses a summary.
+TEST(SelectTokens, SummaryGivesTheSameChoiceAsTheProbabilities) {
+  torch::manual_seed(17);
+  const int64_t B = 3, H = 4, N = 20;
+  torch::Tensor p = at::softmax(2 * torch::randn({B, H, N, N}, torch::kFloat64), -1);
+  torch::Tensor keys = torch::randn({B, N, 16}, torch::kFloat64);
+  auto summary_of = [&](const torch::Tensor& w) {  // Σ_i w_i p[b, h, i, :]
+    torch::Tensor sum = torch::zeros({B, H, N}, torch::kFloat64);
+    for (int64_t i = 0; i < N; ++i) sum += w[i].item<double>() * p.select(2, i);
+    return sum;
+  };
+  for (int64_t specials : {1, 2})
+    for (int64_t similar : {0, 4})
+      for (bool uniform : {false, true}) {
+        TokenPruneStep st = step_of("zero-tprune", 9);
+        st.iterations = 1, st.similar = similar, st.uniform_init = uniform;
+        torch::Tensor summary = summary_of(summary_query_weights(st, N, specials));
+        EXPECT_TRUE(torch::equal(select_tokens(st, summary, keys, specials), select_tokens(st, p, keys, specials)))
+            << "specials " << specials << " similar " << similar << " uniform " << uniform;
+      }
+  TokenPruneStep cls = step_of("cls-attention", 9);
+  EXPECT_TRUE(torch::equal(select_tokens(cls, summary_of(summary_query_weights(cls, N, 1)), keys, 1),
+                           select_tokens(cls, p, keys, 1)));
+  TokenPruneStep rnd = step_of("random", 9);
+  EXPECT_TRUE(torch::equal(select_tokens(rnd, torch::Tensor(), keys, 1), select_tokens(rnd, p, keys, 1)));
+  TokenPruneStep three = step_of("zero-tprune", 9);
+  three.iterations = 3;
+  EXPECT_INPUT_ERROR(select_tokens(three, p.sum(2), keys, 1), HasSubstr("expected probs [B, H, N, N]"));
+  EXPECT_INPUT_ERROR(select_tokens(cls, torch::Tensor(), keys, 1), HasSubstr("got none"));
+}
+
 TEST(SelectTokens, RandomIsSeededByStepSeedAndLayer) {
   const int64_t N = 50;
   torch::Tensor p = torch::full({2, 2, N, N}, 1.0 / N, torch::kFloat64);
@@ -506,31 +557,6 @@ TEST(GatherTokens, PicksRowsPerSequence) {
   EXPECT_EQ(g[0][1][0].item<double>(), 6.0);   // b 0, t 2
   EXPECT_EQ(g[1][0][2].item<double>(), 14.0);  // b 1, t 0, c 2
   EXPECT_EQ(g[1][1][1].item<double>(), 22.0);  // b 1, t 3, c 1
-}
-
-// gather_head_tokens against indexing written out: out[b, i, h·hd + d] = x[b, h, idx[b, i], d].
-TEST(GatherHeadTokens, TransposesAndPicksInOneCopy) {
-  const int64_t B = 2, H = 3, N = 5, hd = 4;
-  torch::Tensor x = torch::arange(B * H * N * hd, torch::kFloat32).reshape({B, H, N, hd});
-  torch::Tensor idx = torch::tensor({0, 4, 2, 1, 3, 0}, torch::kInt64).reshape({B, 3});
-  torch::Tensor g = gather_head_tokens(x, idx);
-  ASSERT_EQ(g.sizes(), (std::vector<int64_t>{B, 3, H * hd}));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < 3; ++i)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t d = 0; d < hd; ++d) {
-          const int64_t n = idx[b][i].item<int64_t>();
-          // x[b, h, n, d] = ((b·H + h)·N + n)·hd + d
-          EXPECT_EQ(g[b][i][h * hd + d].item<float>(), float(((b * H + h) * N + n) * hd + d));
-        }
-  // A non-contiguous input (a transposed view) gives the same values.
-  torch::Tensor xt = x.transpose(2, 3).contiguous().transpose(2, 3);
-  EXPECT_TRUE(torch::equal(gather_head_tokens(xt, idx), g));
-  EXPECT_INPUT_ERROR(gather_head_tokens(x, torch::tensor({0, 5}, torch::kInt64).reshape({1, 2}).expand({2, 2})),
-                     HasSubstr("index 5"));
-  EXPECT_INPUT_ERROR(gather_head_tokens(x, torch::tensor({-1, 0}, torch::kInt64).reshape({1, 2}).expand({2, 2})),
-                     HasSubstr("index -1"));
-  EXPECT_INPUT_ERROR(gather_head_tokens(x[0], idx), HasSubstr("[B, H, N, head_dim]"));
 }
 
 // ---- selection cost -----------------------------------------------------------------------------

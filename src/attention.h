@@ -1,0 +1,46 @@
+// Multi-head scaled dot-product attention without a mask (encoder layers: ViT).
+//
+// Vaswani et al., "Attention Is All You Need", NeurIPS 2017, §3.2.1–3.2.2: for each head h,
+// ctx_h = softmax(Q_h K_hᵀ / √head_dim) V_h, heads concatenated.
+//
+// Inference on float32 CPU tensors runs a fused kernel: for each (sequence, head) the scores, the
+// row softmax and probs·V are computed in one pass over that head's rows of Q, K and V, which stay
+// in the cache, and the T × T probabilities are written to memory only when the caller asks for
+// them (the idea of FlashAttention, Dao et al., NeurIPS 2022, without its tiling: a whole row of
+// scores fits). LibTorch instead runs Q·Kᵀ and probs·V as B·heads separate small GEMMs and the
+// softmax over [B, heads, T, T] in memory; at batch 256 and the shipped ViT's shapes (50 tokens,
+// 4 heads of 32) the fused kernel takes about half the time, and its time falls with the token
+// count more closely (it has no per-GEMM overhead), which is what token pruning relies on. The
+// kernel's exponential is a polynomial (relative error ≈ 1e−7): probabilities and outputs agree
+// with LibTorch's to a few float32 ulps, not bit for bit. Inputs the kernel does not take
+// (autograd on and an input requiring grad, another dtype or device, head_dim not a multiple of 8)
+// run the same computation as LibTorch ops, so training and double-precision checks are unchanged.
+#pragma once
+
+#include <torch/types.h>
+
+namespace pare {
+
+// What multi_head_attention writes besides ctx, each only when asked for.
+struct AttentionOutputs {
+  torch::Tensor* probs = nullptr;  // the probabilities [B, heads, T, T] (rows sum to 1)
+  // column_sums [B, heads, T] = Σ_i query_weights[i] · probs[b, h, i, :], query_weights [T]: what
+  // token pruning reads of the probabilities (selection_reads in token_pruning.h), formed while
+  // each row is in the cache.
+  torch::Tensor query_weights;
+  torch::Tensor* column_sums = nullptr;
+};
+
+// q, k, v: [B, T, heads·head_dim], head h in columns [h·head_dim, (h+1)·head_dim) (the
+// projections' outputs). Returns ctx [B, T, heads·head_dim] (heads concatenated: the output
+// projection's input). Throws InternalError when the shapes disagree, the width is not a
+// multiple of heads, or column sums are asked for without query weights [T].
+torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int64_t heads,
+                                   const AttentionOutputs& out = {});
+
+// Whether multi_head_attention runs the fused kernel for these inputs (tests and benchmarks).
+bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k,
+                             const torch::Tensor& v, int64_t heads);
+
+}  // namespace pare
