@@ -68,6 +68,7 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
   const int64_t B = q.size(0), T = q.size(1), C = q.size(2), hd = C / heads;
   auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads, hd}).transpose(1, 2); };
   torch::Tensor p = at::softmax(at::matmul(split(q), split(k).transpose(-2, -1)) / std::sqrt(double(hd)), -1);
+  if (out.steer_probs) out.steer_probs(p);
   if (out.probs) *out.probs = p;
   if (out.column_sums) *out.column_sums = at::matmul(out.query_weights.to(p.scalar_type()), p);
   return at::matmul(p, split(v)).transpose(1, 2).reshape({B, T, C});
@@ -77,6 +78,8 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
 
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              int64_t heads) {
+  if (heads <= 0 || q.dim() != 3 || k.sizes() != q.sizes() || v.sizes() != q.sizes() || q.size(2) % heads != 0)
+    return false;
   const bool grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
   for (const torch::Tensor* t : {&q, &k, &v})
     if (t->scalar_type() != at::kFloat || !t->device().is_cpu() || t->stride(2) != 1) return false;
@@ -89,7 +92,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   PARE_ASSERT(!out.column_sums || (out.query_weights.dim() == 1 && out.query_weights.size(0) == q.size(1)),
               "attention: column sums need query weights [", q.size(1), "], got ",
               out.query_weights.defined() ? concat(out.query_weights.sizes()) : std::string("none"));
-  if (!fused_attention_applies(q, k, v, heads)) return reference_attention(q, k, v, heads, out);
+  if (out.steer_probs || !fused_attention_applies(q, k, v, heads)) return reference_attention(q, k, v, heads, out);
   static const BlockFn block = pick_block();
   // Rows of each sequence must share one stride (ld); the sequences may be spaced apart.
   const torch::Tensor qc = q.stride(1) == q.size(2) ? q : q.contiguous();

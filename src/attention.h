@@ -14,10 +14,13 @@
 // kernel's exponential is a polynomial (relative error ≈ 1e−7): probabilities and outputs agree
 // with LibTorch's to a few float32 ulps, not bit for bit. Inputs the kernel does not take
 // (autograd on and an input requiring grad, another dtype or device, head_dim not a multiple of 8)
-// run the same computation as LibTorch ops, so training and double-precision checks are unchanged.
+// and calls that steer the probabilities run the same computation as LibTorch ops, so training,
+// hooks and double-precision checks are unchanged.
 #pragma once
 
 #include <torch/types.h>
+
+#include <functional>
 
 namespace pare {
 
@@ -29,6 +32,9 @@ struct AttentionOutputs {
   // each row is in the cache.
   torch::Tensor query_weights;
   torch::Tensor* column_sums = nullptr;
+  // Called with the probabilities [B, heads, T, T] before they weigh the values; it may replace
+  // them (model hooks). Takes the LibTorch path.
+  std::function<void(torch::Tensor&)> steer_probs;
 };
 
 // q, k, v: [B, T, heads·head_dim], head h in columns [h·head_dim, (h+1)·head_dim) (the

@@ -201,7 +201,7 @@ class VitFamily : public Family {
       return;
     }
     torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
-    const int64_t B = h.size(0), T = h.size(1);
+    const int64_t T = h.size(1);
     const torch::Tensor q = m.linear(b + "attn_q").forward(h);     // [B, T, heads·head_dim]
     const torch::Tensor keys = m.linear(b + "attn_k").forward(h);  // [B, T, heads·head_dim]
     const torch::Tensor v = m.linear(b + "attn_v").forward(h);
@@ -209,24 +209,18 @@ class VitFamily : public Family {
     const bool prune = step && step->keep < T;
     // ctx [B, T, heads·head_dim]; attn: what the pruning step reads of the probabilities (the
     // probabilities [B, heads, T, T], their summary [B, heads, T] or nothing: selection_reads).
-    torch::Tensor ctx, attn;
-    if (m.hooks.empty()) {
-      AttentionOutputs out;
-      const SelectionReads reads = prune ? selection_reads(*step) : SelectionReads::kNothing;
-      if (reads == SelectionReads::kProbs) out.probs = &attn;
-      if (reads == SelectionReads::kSummary) {
-        out.query_weights = summary_query_weights(*step, T, m.config.special_tokens());
-        out.column_sums = &attn;
-      }
-      ctx = multi_head_attention(q, keys, v, d.heads, out);
-    } else {  // hooks see (and may replace) the probabilities before they weigh the values
-      auto split = [&](const torch::Tensor& t) {  // [B, T, heads·head_dim] → [B, heads, T, head_dim]
-        return t.view({B, T, d.heads, d.head_dim}).transpose(1, 2);
-      };
-      attn = at::softmax(at::matmul(split(q), split(keys).transpose(-2, -1)) / std::sqrt(double(d.head_dim)), -1);
-      m.hooks.fire(HookPoint::kAttnProbs, l, attn);
-      ctx = at::matmul(attn, split(v)).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+    torch::Tensor attn;
+    AttentionOutputs out;
+    const SelectionReads reads = prune ? selection_reads(*step) : SelectionReads::kNothing;
+    // With hooks attached the selection reads the probabilities the hooks may have changed.
+    if (reads == SelectionReads::kProbs || (prune && !m.hooks.empty())) out.probs = &attn;
+    if (reads == SelectionReads::kSummary && m.hooks.empty()) {
+      out.query_weights = summary_query_weights(*step, T, m.config.special_tokens());
+      out.column_sums = &attn;
     }
+    if (!m.hooks.empty())  // hooks see (and may replace) the probabilities before they weigh the values
+      out.steer_probs = [&](torch::Tensor& p) { m.hooks.fire(HookPoint::kAttnProbs, l, p); };
+    torch::Tensor ctx = multi_head_attention(q, keys, v, d.heads, out);
     if (prune) {
       // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
       // everything after run on them only (per-token ops, so pruning here equals pruning after).

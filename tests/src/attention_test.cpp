@@ -164,12 +164,34 @@ TEST(Attention, FallsBackToLibTorchWhereTheKernelDoesNotApply) {
   }
 }
 
+// A steering callback sees the probabilities before they weigh the values and may replace them:
+// uniform probabilities make every output row the mean of the value rows.
+TEST(Attention, SteeredProbabilitiesWeighTheValues) {
+  torch::manual_seed(19);
+  torch::NoGradGuard ng;
+  const int64_t B = 2, T = 6, H = 2, C = 16;
+  torch::Tensor q = torch::randn({B, T, C}), k = torch::randn({B, T, C}), v = torch::randn({B, T, C});
+  torch::Tensor seen, probs;
+  AttentionOutputs out;
+  out.probs = &probs;
+  out.steer_probs = [&](torch::Tensor& p) {
+    seen = p.clone();
+    p = torch::full_like(p, 1.0 / T);
+  };
+  torch::Tensor ctx = multi_head_attention(q, k, v, H, out);
+  expect_close(seen, by_hand(q, k, v, H).second, 1e-6, "probabilities before steering");
+  expect_close(probs, torch::full({B, H, T, T}, 1.0 / T, torch::kFloat64), 1e-7, "probabilities after");
+  expect_close(ctx, v.mean(1, true).expand({B, T, C}).to(torch::kFloat64), 1e-6, "ctx");
+}
+
 TEST(Attention, DisagreeingShapesAreRefused) {
   torch::NoGradGuard ng;
   torch::Tensor q = torch::randn({2, 5, 16});
   EXPECT_THROW(multi_head_attention(q, torch::randn({2, 6, 16}), q, 2), InternalError);
   EXPECT_THROW(multi_head_attention(q, q, q, 3), InternalError);  // 16 is not 3 heads × an integer
   EXPECT_THROW(multi_head_attention(q[0], q[0], q[0], 2), InternalError);
+  EXPECT_FALSE(fused_attention_applies(q, q, q, 0));
+  EXPECT_FALSE(fused_attention_applies(q[0], q[0], q[0], 2));
 }
 
 }  // namespace
