@@ -216,9 +216,10 @@ void select_row(const TokenPruneStep& step, const T* Pb, bool summary, int64_t H
     Prefetch keys;
     if (w.r > 0) keys = {reinterpret_cast<const char*>(Kb), (w.n * kd * int64_t(sizeof(T)) + 63) / 64};
     z.full.resize(H * w.n), z.first.resize(H * w.n), z.comb.resize(w.n);
+    const T* first = z.first.data();  // I′: the scores after one iteration
     if (summary) {  // one iteration, already done: I′ = I = Aᵀw
       for (int64_t h = 0; h < H; ++h) std::copy(Pb + h * ld, Pb + h * ld + w.n, z.full.data() + h * w.n);
-      z.first = z.full;
+      first = z.full.data();
     } else {
       pagerank_row(Pb, H, w.n, ld, need_i ? step.iterations : 1, uniform, z.full.data(),
                    w.r > 0 ? z.first.data() : nullptr, z.tmp, keys);
@@ -228,7 +229,7 @@ void select_row(const TokenPruneStep& step, const T* Pb, bool summary, int64_t H
       for (int64_t j = 0; j < w.n; ++j) sc[j] = z.comb[j];
     }
     if (w.r > 0) {
-      combine_row(z.first.data(), H, w.n, 0.01, 0.7, z.comb.data());
+      combine_row(first, H, w.n, 0.01, 0.7, z.comb.data());
       const std::vector<int64_t> sorted = by_score(z.comb.data(), specials, w.n);
       const int64_t m = w.n - specials, upper = (m + 1) / 2, lower = m - upper;
       const int64_t wd = (upper + kCols - 1) / kCols * kCols;
