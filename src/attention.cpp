@@ -27,7 +27,7 @@
 namespace pare {
 namespace {
 
-// The kernel twice: for AVX2+FMA, chosen at run time when the CPU has both, and for the baseline
+// The kernels twice: for AVX2+FMA, chosen at run time when the CPU has both, and for the baseline
 // instruction set. (GCC's target_clones does not do here: vector types are lowered per function
 // before inlining, so helpers shared with a clone would keep the baseline's 128-bit code.)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -43,15 +43,23 @@ namespace baseline {
 #include "attention_kernel.inc"
 }  // namespace baseline
 
-using BlockFn = void (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t, float,
-                         float*, float*, const float*, float*, float*, float*);
+struct Kernels {
+  void (*attention_block)(const float*, const float*, const float*, int64_t, int64_t, int64_t, float,
+                          float*, float*, const float*, float*, float*, float*);
+  void (*max_cosine)(const float*, int64_t, int64_t, const int64_t*, int64_t, const int64_t*, int64_t, float*,
+                     double*);
+};
 
-BlockFn pick_block() {
+const Kernels& kernels() {
+  static const Kernels k = [] {
 #if defined(PARE_ATTENTION_AVX2)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return avx2::attention_block;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return Kernels{avx2::attention_block, avx2::max_cosine};
 #endif
-  return baseline::attention_block;
+    return Kernels{baseline::attention_block, baseline::max_cosine};
+  }();
+  return k;
 }
 
 void check_shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads) {
@@ -93,7 +101,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
               "attention: column sums need query weights [", q.size(1), "], got ",
               out.query_weights.defined() ? concat(out.query_weights.sizes()) : std::string("none"));
   if (out.steer_probs || !fused_attention_applies(q, k, v, heads)) return reference_attention(q, k, v, heads, out);
-  static const BlockFn block = pick_block();
+  const auto block = kernels().attention_block;
   // Rows of each sequence must share one stride (ld); the sequences may be spaced apart.
   const torch::Tensor qc = q.stride(1) == q.size(2) ? q : q.contiguous();
   const torch::Tensor kc = k.stride(1) == k.size(2) ? k : k.contiguous();
@@ -126,6 +134,13 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
     }
   });
   return ctx;
+}
+
+void max_cosine_similarity(const float* K, int64_t n, int64_t kd, const int64_t* lo, int64_t nlo,
+                           const int64_t* hi, int64_t nhi, float* scratch, double* best) {
+  PARE_ASSERT(nlo >= 0 && nhi >= 1 && nhi <= n && kd % 8 == 0, "max_cosine_similarity: n ", n, ", nlo ", nlo,
+              ", nhi ", nhi, ", kd ", kd, " (expected 1 <= nhi <= n and kd a multiple of 8)");
+  if (nlo > 0) kernels().max_cosine(K, n, kd, lo, nlo, hi, nhi, scratch, best);
 }
 
 }  // namespace pare

@@ -49,4 +49,13 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v, int64_t heads);
 
+// The S stage's similarity (Zero-TPrune, Wang et al., CVPR 2024, §3.2; token_pruning.cpp), in
+// the same vector kernels as the attention: for the Key vectors K [n, kd] (row-major) of one
+// sequence, best[a] = max over h < nhi of cos(K[lo[a]], K[hi[h]]) for a < nlo, a norm below 1e−12
+// counting as 1e−12. Computed as (x · y) / (|x| |y|) in float32, so it agrees with a product of
+// unit vectors to a few ulps, not bit for bit. scratch: n + nhi + 3 floats. Throws InternalError
+// unless 1 ≤ nhi ≤ n and kd is a multiple of 8 (indices are not checked).
+void max_cosine_similarity(const float* K, int64_t n, int64_t kd, const int64_t* lo, int64_t nlo,
+                           const int64_t* hi, int64_t nhi, float* scratch, double* best);
+
 }  // namespace pare

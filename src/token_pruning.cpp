@@ -10,8 +10,10 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
+#include "attention.h"
 #include "error.h"
 
 // at::parallel_for below is, in LibTorch 1.13, an inline template around #pragma omp parallel:
@@ -108,68 +110,66 @@ void combine_row(const T* s, int64_t H, int64_t n, double var_min, double var_ma
   }
 }
 
-// Positions sorted by score, highest first; ties keep the lower position first.
+// Ranking: higher score first, ties by the lower position, NaN ranked as −∞. Sorted as pairs
+// (−score, position) in ascending order: contiguous keys, no indirection in the comparisons.
+using Ranked = std::pair<double, int64_t>;
 template <typename T>
-std::vector<int64_t> by_score(const T* score, int64_t from, int64_t to) {
-  std::vector<int64_t> o(to - from);
-  std::iota(o.begin(), o.end(), from);
-  std::stable_sort(o.begin(), o.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
-  return o;
+void rank_keys(const T* score, int64_t from, int64_t to, std::vector<Ranked>& r) {
+  r.resize(to - from);
+  for (int64_t j = from; j < to; ++j) {
+    const double x = double(score[j]);
+    r[j - from] = {std::isnan(x) ? kInf : -x, j};
+  }
 }
 
-// The S stage's similarity block of one row, which is most of a step's arithmetic: best[a] = max
-// over h < upper of lo_a · hi_h, for unit Key vectors lo [lower, kd] (row-major) and hiT [kd, w]
-// (hi transposed, columns ≥ upper zero, w a multiple of kCols). Each lo row is multiplied with
-// kCols columns of hiT at a time into a local accumulator the compiler keeps in vector registers.
-// On x86-64 with GCC an AVX2 clone is chosen at load time when the CPU has AVX2 (a clone for
-// "arch=haswell" is not: GCC dispatches that on the CPU model, and other models got the SSE2 one).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PARE_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PARE_VECTOR_CLONES
-#endif
-constexpr int64_t kCols = 16;
+// Positions from..to-1 into o, sorted by rank.
 template <typename T>
-#if defined(__GNUC__)
-__attribute__((always_inline))  // into each clone, compiled for its instruction set
-#endif
-inline void best_similarity_t(const T* lo, int64_t lower, const T* hiT, int64_t upper, int64_t w,
-                              int64_t kd, double* best) {
-  for (int64_t a = 0; a < lower; ++a) {
-    const T* l = lo + a * kd;
+void by_score(const T* score, int64_t from, int64_t to, std::vector<Ranked>& r, std::vector<int64_t>& o) {
+  rank_keys(score, from, to, r);
+  std::sort(r.begin(), r.end());
+  o.resize(r.size());
+  for (size_t i = 0; i < r.size(); ++i) o[i] = r[i].second;
+}
+
+// The k best-ranked positions of 0..n-1 into o[0..k), in no particular order.
+template <typename T>
+void best_k(const T* score, int64_t n, int64_t k, std::vector<Ranked>& r, std::vector<int64_t>& o) {
+  rank_keys(score, 0, n, r);
+  if (k < n) std::nth_element(r.begin(), r.begin() + k, r.end());
+  o.resize(k);
+  for (int64_t i = 0; i < k; ++i) o[i] = r[i].second;
+}
+
+// The S stage's similarity of one row: best[a] = max over h < nhi of cos(K[lo[a]], K[hi[h]]) for
+// its Key vectors K [n, kd]. float32 with kd a multiple of 8 runs the vector kernel of
+// attention.cpp (most of a step's arithmetic); the rest (float64 checks, odd widths) this.
+template <typename T>
+void max_cosine_rows(const T* K, int64_t n, int64_t kd, const int64_t* lo, int64_t nlo, const int64_t* hi,
+                     int64_t nhi, std::vector<float>& scratch, double* best) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (kd % 8 == 0) {
+      scratch.resize(n + nhi + 3);
+      max_cosine_similarity(K, n, kd, lo, nlo, hi, nhi, scratch.data(), best);
+      return;
+    }
+  }
+  std::vector<double> norm(n);
+  for (int64_t j = 0; j < n; ++j) {
+    double sq = 0;
+    for (int64_t c = 0; c < kd; ++c) sq += double(K[j * kd + c]) * double(K[j * kd + c]);
+    norm[j] = std::max(std::sqrt(sq), 1e-12);
+  }
+  for (int64_t a = 0; a < nlo; ++a) {
+    const T* x = K + lo[a] * kd;
     double m = -kInf;
-    for (int64_t j0 = 0; j0 < upper; j0 += kCols) {
-      T acc[kCols] = {};
-      for (int64_t c = 0; c < kd; ++c) {
-        const T* h = hiT + c * w + j0;
-        for (int64_t u = 0; u < kCols; ++u) acc[u] += l[c] * h[u];
-      }
-      for (int64_t u = 0; u < std::min(kCols, upper - j0); ++u) m = std::max(m, double(acc[u]));
+    for (int64_t h = 0; h < nhi; ++h) {
+      const T* y = K + hi[h] * kd;
+      double dot = 0;
+      for (int64_t c = 0; c < kd; ++c) dot += double(x[c]) * double(y[c]);
+      m = std::max(m, dot / (norm[lo[a]] * norm[hi[h]]));
     }
     best[a] = m;
   }
-}
-PARE_VECTOR_CLONES void best_similarity(const float* lo, int64_t lower, const float* hiT,
-                                        int64_t upper, int64_t w, int64_t kd, double* best) {
-  best_similarity_t(lo, lower, hiT, upper, w, kd, best);
-}
-PARE_VECTOR_CLONES void best_similarity(const double* lo, int64_t lower, const double* hiT,
-                                        int64_t upper, int64_t w, int64_t kd, double* best) {
-  best_similarity_t(lo, lower, hiT, upper, w, kd, best);
-}
-
-// Σ v[c]² with eight independent partial sums, which the compiler turns into vector instructions
-// (one running sum would wait on each addition's latency: 1 ms of a 2 ms step went there).
-template <typename T>
-double sum_of_squares(const T* v, int64_t n) {
-  T acc[8] = {};
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8)
-    for (int u = 0; u < 8; ++u) acc[u] += v[c + u] * v[c + u];
-  double sum = 0;
-  for (; c < n; ++c) sum += double(v[c]) * v[c];
-  for (int u = 0; u < 8; ++u) sum += acc[u];
-  return sum;
 }
 
 // One row of a selection: n valid tokens (of ld), keep of them, r by the S stage.
@@ -180,7 +180,10 @@ struct Row {
 // Per-thread scratch of select_rows, reused across rows.
 template <typename T>
 struct RowScratch {
-  std::vector<T> full, first, tmp, comb, lo, hiT;
+  std::vector<T> full, first, tmp, comb;
+  std::vector<int64_t> sorted, pick, order;
+  std::vector<Ranked> ranked;
+  std::vector<float> scratch;
   std::vector<double> score, best;
 };
 
@@ -230,27 +233,19 @@ void select_row(const TokenPruneStep& step, const T* Pb, bool summary, int64_t H
     }
     if (w.r > 0) {
       combine_row(first, H, w.n, 0.01, 0.7, z.comb.data());
-      const std::vector<int64_t> sorted = by_score(z.comb.data(), specials, w.n);
+      const std::vector<int64_t>& sorted = z.sorted;
+      by_score(z.comb.data(), specials, w.n, z.ranked, z.sorted);
       const int64_t m = w.n - specials, upper = (m + 1) / 2, lower = m - upper;
-      const int64_t wd = (upper + kCols - 1) / kCols * kCols;
-      z.lo.resize(lower * kd), z.hiT.assign(kd * wd, T(0)), z.best.resize(lower);
-      for (int64_t i = 0; i < upper + lower; ++i) {  // unit Key vectors of both halves
-        const T* k = Kb + sorted[i] * kd;
-        const T inv = T(1.0 / std::max(std::sqrt(sum_of_squares(k, kd)), 1e-12));
-        if (i < upper)
-          for (int64_t c = 0; c < kd; ++c) z.hiT[c * wd + i] = k[c] * inv;
-        else
-          for (int64_t c = 0; c < kd; ++c) z.lo[(i - upper) * kd + c] = k[c] * inv;
-      }
-      best_similarity(z.lo.data(), lower, z.hiT.data(), upper, wd, kd, z.best.data());
-      const std::vector<int64_t> pick = by_score(z.best.data(), 0, lower);
-      for (int64_t i = 0; i < w.r; ++i) sc[sorted[upper + pick[i]]] = -kInf;
+      z.best.resize(lower);
+      max_cosine_rows(Kb, w.n, kd, sorted.data() + upper, lower, sorted.data(), upper, z.scratch, z.best.data());
+      best_k(z.best.data(), lower, w.r, z.ranked, z.pick);
+      for (int64_t i = 0; i < w.r; ++i) sc[sorted[upper + z.pick[i]]] = -kInf;
     }
   }
   for (int64_t j = 0; j < specials; ++j) sc[j] = kInf;
-  std::vector<int64_t> o = by_score(sc.data(), 0, w.n);
-  std::sort(o.begin(), o.begin() + w.keep);
-  std::copy(o.begin(), o.begin() + w.keep, out);
+  best_k(sc.data(), w.n, w.keep, z.ranked, z.order);
+  std::sort(z.order.begin(), z.order.begin() + w.keep);
+  std::copy(z.order.begin(), z.order.begin() + w.keep, out);
 }
 
 // select_row for every row of the batch, in parallel; row b's kept positions go to out + offset[b].
@@ -305,6 +300,35 @@ torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   torch::Tensor rows = idx + torch::arange(B, idx.options()).mul_(N).unsqueeze(1);
   return x.reshape({B * N, C}).index_select(0, rows.reshape(-1)).view({B, idx.size(1), C});
+}
+
+torch::Tensor& add_gathered_tokens_(torch::Tensor& y, const torch::Tensor& x, const torch::Tensor& idx) {
+  PARE_ASSERT(x.dim() == 3 && idx.dim() == 2 && idx.size(0) == x.size(0) && y.dim() == 3 &&
+                  y.size(0) == x.size(0) && y.size(1) == idx.size(1) && y.size(2) == x.size(2),
+              "add_gathered_tokens_: expected y [B, k, C], x [B, N, C], idx [B, k], got ", y.sizes(), ", ",
+              x.sizes(), ", ", idx.sizes());
+  const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || y.requires_grad());
+  if (grad || !x.device().is_cpu() || x.scalar_type() != y.scalar_type() || !y.is_contiguous() ||
+      !at::isFloatingType(x.scalar_type()) || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16)
+    return y.add_(gather_tokens(x, idx));
+  const torch::Tensor xc = x.contiguous();
+  const torch::Tensor ic = idx.to(at::kLong).contiguous();
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), k = idx.size(1);
+  const int64_t* ip = ic.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B * k; ++i)
+    PARE_ASSERT(ip[i] >= 0 && ip[i] < N, "add_gathered_tokens_: index ", ip[i], " outside [0, ", N, ")");
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "add_gathered_tokens_", [&] {
+    const scalar_t* xp = xc.data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, B * k, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* src = xp + ((r / k) * N + ip[r]) * C;
+        scalar_t* dst = yp + r * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+      }
+    });
+  });
+  return y;
 }
 
 namespace {

@@ -81,6 +81,11 @@ int64_t graph_similar(const TokenPruneStep& step, int64_t n);
 
 // x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
 torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
+// y [B, k, C] += x[b, idx[b, i], :] in place and returns y: a pruning step's residual add with
+// the gather in the same pass (one write of y instead of a gathered copy plus a sum). Without
+// autograd on float CPU tensors a loop over the rows; otherwise y.add_(gather_tokens(x, idx)).
+// Throws InternalError when the shapes disagree.
+torch::Tensor& add_gathered_tokens_(torch::Tensor& y, const torch::Tensor& x, const torch::Tensor& idx);
 
 // Multiply-accumulates per input spent choosing the tokens of `step` with n tokens entering,
 // `heads` heads and key width `key_dim`. zero-tprune: PageRank heads·n² per iteration (r = 0:

@@ -225,8 +225,13 @@ class VitFamily : public Family {
       // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
       // everything after run on them only (per-token ops, so pruning here equals pruning after).
       torch::Tensor idx = select_tokens(*step, attn, keys, m.config.special_tokens());
-      ctx = gather_tokens(ctx, idx);
-      s.x = gather_tokens(s.x, idx);
+      torch::Tensor y = m.linear(b + "attn_o").forward(gather_tokens(ctx, idx));
+      if (!m.config.shortcuts) {
+        s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
+        return;
+      }
+      s.x = add_residual(m, b + "attn_shortcut", gather_tokens(s.x, idx), y);
+      return;
     }
     s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
   }

@@ -194,5 +194,57 @@ TEST(Attention, DisagreeingShapesAreRefused) {
   EXPECT_FALSE(fused_attention_applies(q[0], q[0], q[0], 2));
 }
 
+// The S stage's similarity kernel against cosines computed here in float64 with explicit loops:
+// row counts that do and do not fill its 2 × 4 blocks, widths 8 to 128, a zero Key vector (its
+// norm counts as 1e−12, so its cosines are 0), and repeated rows (cosine 1).
+TEST(MaxCosineSimilarity, MatchesFloat64Loops) {
+  torch::manual_seed(23);
+  struct Case {
+    int64_t n, kd, nlo, nhi;
+  };
+  for (const Case& c : {Case{50, 128, 24, 25}, Case{9, 8, 1, 1}, Case{11, 16, 5, 6}, Case{40, 32, 19, 20},
+                        Case{7, 24, 3, 4}, Case{26, 128, 0, 12}}) {
+    const std::string what = concat("n ", c.n, " kd ", c.kd, " nlo ", c.nlo, " nhi ", c.nhi);
+    torch::Tensor K = torch::randn({c.n, c.kd});
+    K[1].zero_();                   // a zero vector
+    K[2].copy_(K[3] * 2.5f);        // parallel to another: cosine 1
+    std::vector<int64_t> perm(c.n);
+    const torch::Tensor r = torch::randperm(c.n, torch::kInt64);
+    for (int64_t j = 0; j < c.n; ++j) perm[j] = r[j].item<int64_t>();
+    // hi: the first nhi of a random order, lo the next nlo (the S stage's halves are disjoint).
+    const std::vector<int64_t> hi(perm.begin(), perm.begin() + c.nhi);
+    const std::vector<int64_t> lo(perm.begin() + c.nhi, perm.begin() + c.nhi + c.nlo);
+    std::vector<float> scratch(c.n + c.nhi + 3);
+    std::vector<double> best(c.nlo, -7.0);
+    max_cosine_similarity(K.data_ptr<float>(), c.n, c.kd, lo.data(), c.nlo, hi.data(), c.nhi,
+                          scratch.data(), best.data());
+    auto acc = K.accessor<float, 2>();
+    auto norm = [&](int64_t j) {
+      double s = 0;
+      for (int64_t d = 0; d < c.kd; ++d) s += double(acc[j][d]) * acc[j][d];
+      return std::max(std::sqrt(s), 1e-12);
+    };
+    for (int64_t a = 0; a < c.nlo; ++a) {
+      double want = -2;
+      for (int64_t h = 0; h < c.nhi; ++h) {
+        double dot = 0;
+        for (int64_t d = 0; d < c.kd; ++d) dot += double(acc[lo[a]][d]) * acc[hi[h]][d];
+        want = std::max(want, dot / (norm(lo[a]) * norm(hi[h])));
+      }
+      EXPECT_NEAR(best[a], want, 1e-5) << what << ", row " << a;
+    }
+  }
+}
+
+TEST(MaxCosineSimilarity, RefusesWidthsTheKernelDoesNotTake) {
+  std::vector<float> K(5 * 12), scratch(20);
+  std::vector<int64_t> lo{0}, hi{1};
+  std::vector<double> best(1);
+  EXPECT_THROW(max_cosine_similarity(K.data(), 5, 12, lo.data(), 1, hi.data(), 1, scratch.data(), best.data()),
+               InternalError);  // 12 is not a multiple of 8
+  EXPECT_THROW(max_cosine_similarity(K.data(), 5, 8, lo.data(), 1, hi.data(), 0, scratch.data(), best.data()),
+               InternalError);  // no columns to compare with
+}
+
 }  // namespace
 }  // namespace pare

@@ -559,6 +559,35 @@ TEST(GatherTokens, PicksRowsPerSequence) {
   EXPECT_EQ(g[1][1][1].item<double>(), 22.0);  // b 1, t 3, c 1
 }
 
+// y += x[b, idx[b, i], :] on the loop path (float32 and float64, no autograd) and on the LibTorch
+// path (autograd), against sums written out here; mismatched shapes refused.
+TEST(GatherTokens, AddGatheredTokensInPlace) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    torch::NoGradGuard ng;
+    torch::Tensor x = torch::arange(2 * 4 * 3, dtype).reshape({2, 4, 3});  // x[b, t, c] = 12 b + 3 t + c
+    torch::Tensor idx = torch::tensor({0, 2, 3, 1}, torch::kInt64).reshape({2, 2});
+    torch::Tensor y = torch::full({2, 2, 3}, 100.0, dtype);
+    const void* before = y.data_ptr();
+    torch::Tensor& r = add_gathered_tokens_(y, x, idx);
+    EXPECT_EQ(r.data_ptr(), before);  // in place
+    EXPECT_EQ(y[0][1][0].item<double>(), 106.0);  // b 0, t 2, c 0: 100 + 6
+    EXPECT_EQ(y[1][0][2].item<double>(), 123.0);  // b 1, t 3, c 2: 100 + 12 + 9 + 2
+    EXPECT_EQ(y[1][1][1].item<double>(), 116.0);  // b 1, t 1, c 1: 100 + 12 + 3 + 1
+    EXPECT_EQ(y[0][0][2].item<double>(), 102.0);  // b 0, t 0, c 2
+    EXPECT_THROW(add_gathered_tokens_(y, x, idx.narrow(1, 0, 1)), InternalError);
+    torch::Tensor bad = torch::tensor({0, 4, 1, 1}, torch::kInt64).reshape({2, 2});  // 4 ≥ N
+    EXPECT_THROW(add_gathered_tokens_(y, x, bad), InternalError);
+  }
+  // With autograd the sum is a LibTorch op: gradients reach x through the gather.
+  torch::Tensor x = torch::arange(2 * 4 * 3, torch::kFloat64).reshape({2, 4, 3}).requires_grad_();
+  torch::Tensor idx = torch::tensor({0, 2, 0, 0}, torch::kInt64).reshape({2, 2});
+  torch::Tensor y = torch::zeros({2, 2, 3}, torch::kFloat64);
+  add_gathered_tokens_(y, x, idx).sum().backward();
+  EXPECT_EQ(x.grad()[0][2][1].item<double>(), 1.0);
+  EXPECT_EQ(x.grad()[1][0][1].item<double>(), 2.0);  // picked twice
+  EXPECT_EQ(x.grad()[0][1][0].item<double>(), 0.0);  // not picked
+}
+
 // ---- selection cost -----------------------------------------------------------------------------
 
 TEST(TokenSelectionMacs, MatchesTheFormulaByHand) {
