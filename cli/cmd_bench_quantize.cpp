@@ -331,6 +331,7 @@ BenchCommand bench_quantize(CLI::App* bench) {
           "(ms) | latency b256 dense/quant (ms) | ratio b1 | ratio b256 |\n"
        << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     std::map<std::string, double> acc_of, lerr_of;
+    std::map<std::string, torch::Tensor> right_of;  // per test image: top-1 correct
     std::map<std::string, Model> keep;  // for the forward-mode comparison
     for (const auto& v : variants) {
       Model m = dense.clone();
@@ -350,6 +351,7 @@ BenchCommand bench_quantize(CLI::App* bench) {
                            double(n_test);
       acc_of[v.name()] = acc;
       lerr_of[v.name()] = lerr;
+      right_of[v.name()] = logits.argmax(1).eq(labels);
       const auto b1 = side_by_side(dense, m, 1, a->reps_b1);
       const auto b256 = side_by_side(dense, m, 256, a->reps_b256);
       log(concat(v.name(), ": acc ", acc, " ", secs, " s"));
@@ -374,10 +376,16 @@ BenchCommand bench_quantize(CLI::App* bench) {
         r.method = "rtn";
         const double g = acc_of[v.name()], rt = acc_of[r.name()];
         const double lg = lerr_of[v.name()], lr = lerr_of[r.name()];
+        // Paired: images only GPTQ gets right (b) and only RTN gets right (c); exact two-sided
+        // McNemar p = P(|B − n/2| ≥ |b − n/2|) for B ~ Binomial(b + c, 1/2).
+        const torch::Tensor gr = right_of[v.name()], rr = right_of[r.name()];
+        const int64_t b = gr.logical_and(rr.logical_not()).sum().item<int64_t>();
+        const int64_t c = rr.logical_and(gr.logical_not()).sum().item<int64_t>();
         md << r.name().substr(0, r.name().size() - 4) << ": accuracy " << f("%.2f", g) << " vs "
            << f("%.2f", rt) << (g > rt ? " (better)" : g == rt ? " (tie)" : " (**worse**)")
-           << ", logit error " << f("%.4f", lg) << " vs " << f("%.4f", lr)
-           << (lg < lr ? " (better); " : " (**worse**); ");
+           << ", only GPTQ right " << b << " / only RTN right " << c << " images (McNemar exact p "
+           << f("%.2f", mcnemar_exact_p(b, c)) << "), logit error " << f("%.4f", lg) << " vs "
+           << f("%.4f", lr) << (lg < lr ? " (better); " : " (**worse**); ");
       }
     md << "\n";
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "family.h"
 
@@ -64,6 +65,19 @@ int64_t model_flops(const Model& m) {
   int64_t f = 0;
   for (const auto& r : m.family().costs(m)) f += r.flops;
   return f;
+}
+
+double mcnemar_exact_p(int64_t b, int64_t c) {
+  PARE_ASSERT(b >= 0 && c >= 0, "mcnemar_exact_p: counts must be >= 0, got ", b, " and ", c);
+  const int64_t n = b + c, k = std::min(b, c);
+  if (b == c) return 1.0;
+  // Σ_{i ≤ k} C(n, i) 2⁻ⁿ in log space (n may be thousands).
+  const double ln2 = std::log(2.0);
+  double tail = 0;
+  for (int64_t i = 0; i <= k; ++i)
+    tail += std::exp(std::lgamma(double(n + 1)) - std::lgamma(double(i + 1)) - std::lgamma(double(n - i + 1)) -
+                     double(n) * ln2);
+  return std::min(1.0, 2.0 * tail);
 }
 
 }  // namespace pare

@@ -39,4 +39,10 @@ int64_t model_flops(const Model& m);  // per image (see above)
 // Runs the model on uint8 images in batches and concatenates the logits [N, labels].
 torch::Tensor predict_logits(const Model& m, const torch::Tensor& images_u8, int64_t batch_size);
 
+// Exact two-sided McNemar test for two classifiers scored on the same examples (McNemar,
+// Psychometrika 1947; the binomial form): b = examples only the first gets right, c = only the
+// second. Returns P(|B − n/2| ≥ |b − n/2|) for B ~ Binomial(n = b + c, 1/2), i.e.
+// min(1, 2 Σ_{i ≤ min(b, c)} C(n, i) / 2ⁿ); 1 when b = c. Throws InternalError when b or c < 0.
+double mcnemar_exact_p(int64_t b, int64_t c);
+
 }  // namespace pare
