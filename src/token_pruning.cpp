@@ -308,7 +308,7 @@ torch::Tensor& add_gathered_tokens_(torch::Tensor& y, const torch::Tensor& x, co
               "add_gathered_tokens_: expected y [B, k, C], x [B, N, C], idx [B, k], got ", y.sizes(), ", ",
               x.sizes(), ", ", idx.sizes());
   const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || y.requires_grad());
-  if (grad || !x.device().is_cpu() || x.scalar_type() != y.scalar_type() || !y.is_contiguous() ||
+  if (grad || !x.device().is_cpu() || !y.device().is_cpu() || x.scalar_type() != y.scalar_type() || !y.is_contiguous() ||
       !at::isFloatingType(x.scalar_type()) || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16)
     return y.add_(gather_tokens(x, idx));
   const torch::Tensor xc = x.contiguous();
