@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   CLI::App app{"pare: make trained transformers smaller and faster"};
   app.require_subcommand(1);
   pare::cli::Common common;
-  app.add_option("--threads", common.threads, "LibTorch intra-op threads (0 = all cores)");
+  app.add_option("--threads", common.threads, "LibTorch intra-op threads (0 = all cores)")
+      ->check(CLI::Range(0, 4096));
   std::vector<std::pair<std::string, pare::cli::Runner>> runners = {
       {"compress", pare::cli::add_compress(app, common)},
       {"eval", pare::cli::add_eval(app, common)},

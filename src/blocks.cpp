@@ -87,7 +87,17 @@ Model assemble_model(const ArchConfig& c, const std::vector<std::string>& linear
   PARE_CHECK(unknown.empty(), src, ": unexpected tensors: ", join(unknown));
   Model m;
   m.config = c;
-  for (const auto& slot : linear_slots) m.linears[slot] = take_linear_form(c, slot, flat);
+  for (const auto& slot : linear_slots) {
+    auto q = c.quantized.find(slot);
+    auto z = flat.find(slot + ".qzeros");
+    if (q != c.quantized.end() && z != flat.end()) {  // zero points must be codes of `bits` bits
+      const int64_t top = (int64_t{1} << q->second.bits) - 1;
+      const int64_t got = z->second.numel() ? z->second.max().item<int64_t>() : 0;
+      PARE_CHECK(got <= top, src, ": zero points of quantized slot ", slot, " (pare.quantization.slots): expected ",
+                 "values in [0, ", top, "] for ", q->second.bits, "-bit codes, found ", got);
+    }
+    m.linears[slot] = take_linear_form(c, slot, flat);
+  }
   m.tensors = std::move(flat);
   return m;
 }

@@ -1,8 +1,10 @@
 #include "checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -170,8 +172,28 @@ StagedDir::StagedDir(std::string final_path) : final_(std::move(final_path)) {
                  "', which pare did not write; choose a new or empty folder");
     }
   }
-  staging_ = final_ + ".partial." + std::to_string(::getpid());
+  // Staging folders of earlier runs for this output that were killed (Ctrl-C, SIGTERM: no
+  // destructor ran): FINAL.partial.PID and FINAL.old.PID whose process no longer exists.
   std::error_code ec;
+  const fs::path fin(final_);
+  const fs::path dir = fin.parent_path().empty() ? fs::path(".") : fin.parent_path();
+  const std::string base = fin.filename().string();
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    for (const std::string tag : {".partial.", ".old."}) {
+      const std::string prefix = base + tag;
+      if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string pid = n.substr(prefix.size());
+      if (!std::all_of(pid.begin(), pid.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) || pid.size() > 9)
+        continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+        std::error_code ec2;
+        fs::remove_all(e.path(), ec2);
+      }
+    }
+  }
+  staging_ = final_ + ".partial." + std::to_string(::getpid());
+  ec.clear();
   fs::remove_all(staging_, ec);
   fs::create_directories(staging_, ec);
   PARE_CHECK(!ec, staging_, ": cannot create: ", ec.message());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "error.h"
 #include "fileio.h"
@@ -218,6 +219,12 @@ template <class T>
 void get(const nlohmann::json& j, const char* key, T& out, const std::string& src,
          const char* expected) {
   if (!j.contains(key)) return;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann's get<int> truncates 31.7 to 31: a checkpoint's integers must be integers.
+    const nlohmann::json& v = j.at(key);
+    if (v.is_number_float() && v.get<double>() != std::floor(v.get<double>()))
+      throw InputError(concat(src, ": ", key, ": expected ", expected, ", got ", v.dump()));
+  }
   try {
     out = j.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {

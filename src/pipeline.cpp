@@ -460,10 +460,10 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   } else if (r.dataset == "text") {
     s += concat("- evaluation text: ", r.text_path, "; perplexity over non-overlapping windows, ",
                 "KL / top-1 against the baseline on the same tokens\n");
-    s += concat("- calibration: ", r.calibration_samples, " windows of ", r.calibration_path, ", seed ",
+    s += concat("- calibration (passes that need it): ", r.calibration_samples, " windows of ", r.calibration_path, ", seed ",
                 r.calibration_seed, "\n");
   } else {
-    s += concat("- calibration: ", r.calibration_samples, " train images, seed ", r.calibration_seed,
+    s += concat("- calibration (passes that need it): ", r.calibration_samples, " train images, seed ", r.calibration_seed,
                 "\n");
   }
   s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",

@@ -181,7 +181,8 @@ std::string describe(const Proc& r) {
          r.out + "--- stderr ---\n" + r.err + "--------------";
 }
 
-// Runs `pare --threads 2 ARGS...` in `cwd`; stdout and stderr go to files under `capture_dir`.
+// Runs `pare --threads 2 ARGS...` (ARGS alone when they set --threads) in `cwd`; stdout and
+// stderr go to files under `capture_dir`.
 Proc run_pare(const std::vector<std::string>& args, const fs::path& cwd,
               const fs::path& capture_dir) {
   static int counter = 0;
@@ -189,7 +190,8 @@ Proc run_pare(const std::vector<std::string>& args, const fs::path& cwd,
   const std::string stem = std::to_string(::getpid()) + "." + std::to_string(counter++);
   const fs::path out = capture_dir / (stem + ".stdout"), err = capture_dir / (stem + ".stderr");
   Proc r;
-  r.cmd = shell_quote(PARE_BIN) + " --threads 2";
+  r.cmd = shell_quote(PARE_BIN);
+  if (std::find(args.begin(), args.end(), "--threads") == args.end()) r.cmd += " --threads 2";
   for (const auto& a : args) r.cmd += " " + shell_quote(a);
   const std::string sh = "cd " + shell_quote(cwd.string()) + " && exec " + r.cmd + " >" +
                          shell_quote(out.string()) + " 2>" + shell_quote(err.string()) +
@@ -849,6 +851,11 @@ TEST_F(PareCli, UsageErrors) {
   {
     SCOPED_TRACE("no subcommand");
     expect_rejected({}, {"subcommand"});
+  }
+  {
+    SCOPED_TRACE("--threads -1");  // 0 means all cores; below that is an error
+    expect_rejected({"--threads", "-1", "eval", "--model", model().string(), "--limit", "10"},
+                    {"--threads", "-1"});
   }
 }
 

@@ -485,14 +485,18 @@ TEST(QuantCheckpoint, FloatCodesAreRejectedWithTheDtype) {
                      AllOf(HasSubstr(k), HasSubstr("expected dtype U8"), HasSubstr("got I8")));
 }
 
+// rtn_tiny_model(seed, f) saved to d; returns the tensors of its model.safetensors.
+SafetensorsFile saved_rtn_tensors(uint64_t seed, QuantSlot f, const pare_test::TempDir& d) {
+  save_model(rtn_tiny_model(seed, f), d.path());
+  return read_safetensors(d.file("model.safetensors"));
+}
+
 // Scales must be float32 and finite: a NaN scale, or scales stored in another float dtype, would
 // load and turn every output of the layer into garbage.
 TEST(QuantCheckpoint, NonFiniteOrNonFloat32ScalesAreRejected) {
-  Model m = rtn_tiny_model(10, fmt(4, 8, true));
   pare_test::TempDir d;
-  save_model(m, d.path());
+  SafetensorsFile f = saved_rtn_tensors(10, fmt(4, 8, true), d);
   const std::string k = "vit.encoder.layer.0.attention.attention.key.scales";
-  SafetensorsFile f = read_safetensors(d.file("model.safetensors"));
   const torch::Tensor good = f.tensors.at(k).clone();
   for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
     f.tensors.at(k) = good.clone();
@@ -507,6 +511,24 @@ TEST(QuantCheckpoint, NonFiniteOrNonFloat32ScalesAreRejected) {
   EXPECT_INPUT_ERROR(load_model(d.path()),
                      AllOf(HasSubstr(k), HasSubstr("expected dtype F32"), HasSubstr("got F16")));
   f.tensors.at(k) = good;  // control: the untouched scales load
+  write_safetensors(d.file("model.safetensors"), f.tensors);
+  EXPECT_NO_THROW(load_model(d.path()));
+}
+
+// Zero points are codes too: a 4-bit checkpoint with a zero point above 15 would load and shift
+// every weight of its group far outside the quantization grid.
+TEST(QuantCheckpoint, ZeroPointsOutsideTheCodeRangeAreRejected) {
+  pare_test::TempDir d;
+  SafetensorsFile f = saved_rtn_tensors(11, fmt(4, 8, false), d);
+  const std::string k = "vit.encoder.layer.0.attention.attention.query.qzeros";
+  const torch::Tensor good = f.tensors.at(k).clone();
+  f.tensors.at(k)[1][0] = 16;
+  write_safetensors(d.file("model.safetensors"), f.tensors);
+  EXPECT_INPUT_ERROR(load_model(d.path()),
+                     AllOf(HasSubstr(d.file("model.safetensors")), HasSubstr("blk.0.attn_q"),
+                           HasSubstr("expected values in [0, 15] for 4-bit codes, found 16")));
+  f.tensors.at(k) = good;
+  f.tensors.at(k)[1][0] = 15;  // the largest 4-bit code is a valid zero point
   write_safetensors(d.file("model.safetensors"), f.tensors);
   EXPECT_NO_THROW(load_model(d.path()));
 }

@@ -263,6 +263,16 @@ TEST_F(CheckpointBadInput, InvalidConfig) {
   EXPECT_INPUT_ERROR(load_model(dir_), AllOf(HasSubstr(dir_ + "/config.json"),
                                              HasSubstr("hidden_size"), HasSubstr("expected")));
 
+  // A fractional value for an integer key is refused, not truncated; an integral float is an
+  // integer.
+  make_copy("fraction");
+  edit_config([](nlohmann::json& j) { j["num_attention_heads"] = 2.5; });
+  EXPECT_INPUT_ERROR(load_model(dir_), AllOf(HasSubstr(dir_ + "/config.json"), HasSubstr("num_attention_heads"),
+                                             HasSubstr("expected an integer"), HasSubstr("2.5")));
+  make_copy("integral_float");
+  edit_config([](nlohmann::json& j) { j["num_attention_heads"] = j["num_attention_heads"].get<double>(); });
+  EXPECT_NO_THROW(load_model(dir_));
+
   make_copy("json");
   pare_test::write_bytes(dir_ + "/config.json", "{\"hidden_size\": 16,");
   snapshot();
@@ -348,6 +358,28 @@ TEST(StagedDir, CommitReplacesAndUncommittedIsRemoved) {
   }
   EXPECT_FALSE(fs::exists(out + "/report.md")) << "the old folder is replaced, not merged";
   EXPECT_EQ(pare_test::read_bytes(out + "/config.json"), "two");
+}
+
+// Staging folders left by killed runs (no destructor ran) are removed by the next run for the
+// same output, but only those whose process is gone and whose names pare would have made.
+TEST(StagedDir, StaleStagingFoldersOfDeadProcessesAreRemoved) {
+  TempDir tmp;
+  const std::string out = tmp.file("out");
+  const std::string dead = "999999999";  // above any pid_max: no such process
+  for (const std::string& n : std::vector<std::string>{"out.partial." + dead, "out.old." + dead, "out.partial.1", "out.partial.x1",
+                              "other.partial." + dead})
+    fs::create_directories(tmp.file(n));
+  {
+    StagedDir s(out);
+    pare_test::write_bytes(s.file("report.md"), "one");
+    s.commit();
+  }
+  EXPECT_FALSE(fs::exists(tmp.file("out.partial." + dead)));
+  EXPECT_FALSE(fs::exists(tmp.file("out.old." + dead)));
+  EXPECT_TRUE(fs::exists(tmp.file("out.partial.1"))) << "pid 1 is alive";
+  EXPECT_TRUE(fs::exists(tmp.file("out.partial.x1"))) << "not a name pare makes";
+  EXPECT_TRUE(fs::exists(tmp.file("other.partial." + dead))) << "another output's";
+  EXPECT_EQ(pare_test::read_bytes(out + "/report.md"), "one");
 }
 
 // A folder holding anything pare did not write is never replaced (a mistyped --out must not
