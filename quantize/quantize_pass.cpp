@@ -340,7 +340,8 @@ void register_quantize(PassTable& t) {
        "gptq: quantize columns in decreasing Hessian-diagonal order (static groups)"},
       {"include", OptionSpec::kString, "blk\\..*", {}, {}, true, {},
        "regular expression over slot names to quantize (default: the blocks; not the patch "
-       "embedding or the classifier)"},
+       "embedding or the classifier; SliceGPT's shortcut matrices are not linear slots and stay "
+       "float32)"},
       {"exclude", OptionSpec::kString, "", {}, {}, true, {},
        "regular expression over slot names to keep dense"},
   };
