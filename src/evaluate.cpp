@@ -72,11 +72,10 @@ double mcnemar_exact_p(int64_t b, int64_t c) {
   const int64_t n = b + c, k = std::min(b, c);
   if (b == c) return 1.0;
   // Σ_{i ≤ k} C(n, i) 2⁻ⁿ in log space (n may be thousands).
-  const double ln2 = std::log(2.0);
+  const double log_norm = std::lgamma(double(n + 1)) - double(n) * std::log(2.0);  // log(n! / 2ⁿ)
   double tail = 0;
   for (int64_t i = 0; i <= k; ++i)
-    tail += std::exp(std::lgamma(double(n + 1)) - std::lgamma(double(i + 1)) - std::lgamma(double(n - i + 1)) -
-                     double(n) * ln2);
+    tail += std::exp(log_norm - std::lgamma(double(i + 1)) - std::lgamma(double(n - i + 1)));
   return std::min(1.0, 2.0 * tail);
 }
 

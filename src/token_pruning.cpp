@@ -232,7 +232,8 @@ void select_row(const TokenPruneStep& step, const T* Pb, bool summary, int64_t H
       for (int64_t j = 0; j < w.n; ++j) sc[j] = z.comb[j];
     }
     if (w.r > 0) {
-      combine_row(first, H, w.n, 0.01, 0.7, z.comb.data());
+      // I′ combined over heads (with a summary I′ = I, already combined above when need_i).
+      if (!(need_i && first == z.full.data())) combine_row(first, H, w.n, 0.01, 0.7, z.comb.data());
       const std::vector<int64_t>& sorted = z.sorted;
       by_score(z.comb.data(), specials, w.n, z.ranked, z.sorted);
       const int64_t m = w.n - specials, upper = (m + 1) / 2, lower = m - upper;

@@ -221,19 +221,18 @@ class VitFamily : public Family {
     if (!m.hooks.empty())  // hooks see (and may replace) the probabilities before they weigh the values
       out.steer_probs = [&](torch::Tensor& p) { m.hooks.fire(HookPoint::kAttnProbs, l, p); };
     torch::Tensor ctx = multi_head_attention(q, keys, v, d.heads, out);
+    // Zero-TPrune and baselines keep `keep` tokens; the output projection, residual and
+    // everything after run on them only (per-token ops, so pruning here equals pruning after).
+    torch::Tensor idx;
     if (prune) {
-      // Zero-TPrune and baselines: keep `keep` tokens; the output projection, residual and
-      // everything after run on them only (per-token ops, so pruning here equals pruning after).
-      torch::Tensor idx = select_tokens(*step, attn, keys, m.config.special_tokens());
-      torch::Tensor y = m.linear(b + "attn_o").forward(gather_tokens(ctx, idx));
-      if (!m.config.shortcuts) {
-        s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
-        return;
-      }
-      s.x = add_residual(m, b + "attn_shortcut", gather_tokens(s.x, idx), y);
-      return;
+      idx = select_tokens(*step, attn, keys, m.config.special_tokens());
+      ctx = gather_tokens(ctx, idx);
     }
-    s.x = add_residual(m, b + "attn_shortcut", s.x, m.linear(b + "attn_o").forward(ctx));
+    torch::Tensor y = m.linear(b + "attn_o").forward(ctx);
+    if (prune && !m.config.shortcuts)
+      s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
+    else
+      s.x = add_residual(m, b + "attn_shortcut", prune ? gather_tokens(s.x, idx) : s.x, y);
   }
 
   void mlp(const Model& m, int64_t l, ForwardState& s) const override {
