@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "blas_runtime.h"
+#include "error.h"
 #include "fileio.h"
 
 namespace pare::cli {
@@ -61,6 +63,21 @@ void add_bench_paths(CLI::App* sub, BenchPaths& p) {
   sub->add_option("--limit", p.limit, "Images evaluated (-1: all)")->capture_default_str();
 }
 
+void refuse_generic_blas() {
+  const BlasInfo blas = blas_info();
+  if (blas.below_cpu())
+    throw InputError(concat("refusing to benchmark: the BLAS runs its ", blas.core, " kernels (",
+                            isa_name(blas.core_isa), ", chosen by ", blas.chosen_by,
+                            ") on a CPU with ", isa_name(blas.cpu_isa),
+                            "; unset OPENBLAS_CORETYPE or set PARE_BLAS_CORE=best"));
+}
+
+std::string machine_line() {
+  const CpuFeatures cpu = detect_cpu_features();
+  return concat("CPU: ", cpu.model_name.empty() ? std::string("unknown") : cpu.model_name, " (",
+                isa_name(cpu_isa(cpu)), "); BLAS: ", blas_info().summary());
+}
+
 void write_results(const std::string& path, const std::string& md) {
   std::string keep;
   if (file_exists(path)) {
@@ -71,7 +88,7 @@ void write_results(const std::string& path, const std::string& md) {
   if (keep.empty()) keep = "<!-- discussion -->\n";
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  write_file_atomic(path, md + "\n" + keep);
+  write_file_atomic(path, md + "\n_" + machine_line() + "_\n\n" + keep);
 }
 
 }  // namespace pare::cli

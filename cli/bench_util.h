@@ -46,7 +46,17 @@ std::pair<double, double> side_by_side(const Model& a, const Model& b, int reps,
 std::string f(const char* fmt, double v);
 
 // Writes `md` to `path` atomically, keeping the text from the line "<!-- discussion -->" of an
-// existing file (added when missing).
+// existing file (added when missing). A line naming the CPU, the BLAS and its kernel goes just
+// before the discussion.
 void write_results(const std::string& path, const std::string& md);
+
+// InputError when the BLAS runs kernels of a lower instruction set than this CPU offers
+// (OpenBLAS's generic fallback, or an OPENBLAS_CORETYPE from the environment): timings taken so
+// would not show what the hardware gives. Every `pare bench` that times calls it before it starts
+// (add_bench: all but runs with --no-timing).
+void refuse_generic_blas();
+
+// "CPU: <model name>, <isa>; BLAS: <library>, kernel <core> (chosen by ...)": one line.
+std::string machine_line();
 
 }  // namespace pare::cli

@@ -27,6 +27,8 @@
 
 namespace pare::cli {
 
+BenchCommand bench_vit_speed(CLI::App* bench);  // cmd_bench_vit.cpp
+
 namespace {
 
 BenchCommand bench_slicegpt(CLI::App* bench) {
@@ -134,10 +136,16 @@ Runner add_bench(CLI::App& app, Common&) {
       std::vector<BenchCommand>{bench_slicegpt(bench), bench_zero_tprune(bench),
                                 bench_quantize(bench), bench_slicegpt_lm(bench),
                                 bench_lm_speed(bench), bench_slicegpt_memory(bench),
-                                bench_gps_speed(bench)});
+                                bench_gps_speed(bench), bench_vit_speed(bench)});
   return [cmds]() -> int {
-    for (const auto& c : *cmds)
-      if (c.sub->parsed()) return c.run();
+    for (const auto& c : *cmds) {
+      if (!c.sub->parsed()) continue;
+      // Before the expensive part: a benchmark on kernels below what the CPU offers would time
+      // the wrong thing (README "Threads and kernels"). A run without timing is not refused.
+      const CLI::Option* no_timing = c.sub->get_option_no_throw("--no-timing");
+      if (!no_timing || no_timing->count() == 0) refuse_generic_blas();
+      return c.run();
+    }
     return 2;
   };
 }

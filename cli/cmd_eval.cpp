@@ -22,6 +22,7 @@
 #include "lm_data.h"
 #include "lm_eval.h"
 #include "pipeline.h"
+#include "version.h"
 
 namespace pare::cli {
 
@@ -94,7 +95,8 @@ Runner add_eval(CLI::App& app, Common&) {
                           {"perplexity", r.perplexity}, {"nll", r.nll}, {"params", m.num_params()},
                           {"flops_per_token", fpt}, {"bytes", bytes},
                           {"tokens_per_second", r.tokens_per_second},
-                          {"threads", at::get_num_threads()}};
+                          {"threads", at::get_num_threads()},
+                          {"runtime", runtime_json()}};
       if (ref) {
         j["reference"] = a.reference;
         j["kl"] = r.kl;
@@ -149,7 +151,8 @@ Runner add_eval(CLI::App& app, Common&) {
                           {"graphs_per_second", r.graphs_per_second},
                           {"forward_seconds", r.forward_seconds},
                           {"batch_size", a.batch},
-                          {"threads", at::get_num_threads()}};
+                          {"threads", at::get_num_threads()},
+                          {"runtime", runtime_json()}};
       write_file_atomic(a.json, j.dump(2) + "\n");
     }
     return 0;
@@ -219,7 +222,8 @@ Runner add_eval(CLI::App& app, Common&) {
       nlohmann::json j = {{"model", a->model},     {"accuracy", row.accuracy},
                           {"params", row.params},  {"flops_per_image", row.flops},
                           {"bytes", row.bytes},    {"latency_ms_median", lat},
-                          {"threads", at::get_num_threads()}};
+                          {"threads", at::get_num_threads()},
+                          {"runtime", runtime_json()}};
       write_file_atomic(a->json, j.dump(2) + "\n");
     }
     return 0;

@@ -9,9 +9,11 @@
 #include <iostream>
 #include <thread>
 
+#include "blas_runtime.h"
 #include "builtin.h"
 #include "commands.h"
 #include "error.h"
+#include "version.h"
 
 namespace pare::cli {
 int set_threads(int threads) {
@@ -22,6 +24,14 @@ int set_threads(int threads) {
 }  // namespace pare::cli
 
 int main(int argc, char** argv) {
+  // First, before any GEMM: make OpenBLAS use the best kernels this CPU has (may re-execute the
+  // program once with OPENBLAS_CORETYPE set; README "Threads and kernels").
+  try {
+    pare::select_blas_kernels(argv);
+  } catch (const pare::InputError& e) {
+    std::cerr << "pare: error: " << pare::printable(e.what(), true) << "\n";
+    return 2;
+  }
 #if defined(__GLIBC__)
   // Tensors of a forward are allocated and freed again every batch. With glibc's defaults the
   // large ones come straight from mmap (or trim the heap when freed), so every forward pays page
@@ -34,6 +44,8 @@ int main(int argc, char** argv) {
   pare::register_builtin_passes();
   CLI::App app{"pare: make trained transformers smaller and faster"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return pare::version_text(); },
+                       "pare, LibTorch and BLAS versions, the GEMM kernel and why");
   pare::cli::Common common;
   app.add_option("--threads", common.threads, "LibTorch intra-op threads (0 = all cores)")
       ->check(CLI::Range(0, 4096));
@@ -52,6 +64,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "pare: error: " << pare::printable(e.what(), true) << " (see pare --help)\n";

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "blas_runtime.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "evaluate.h"
@@ -13,6 +14,7 @@
 #include "fileio.h"
 #include "lm_eval.h"
 #include "recipe.h"
+#include "version.h"
 
 namespace pare {
 
@@ -428,6 +430,7 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
           {"inputs", inputs},
           {"calibration", {{"samples", r.calibration_samples}, {"seed", r.calibration_seed}}},
           {"threads", res.threads},
+          {"runtime", runtime_json()},
           {"flops_counted",
            r.dataset == "graph"
                ? "2 x MACs per graph, averaged over the evaluated graphs at each graph's own node "
@@ -468,6 +471,7 @@ std::string report_markdown(const PipelineResult& res, const CompressRecipe& r,
   }
   s += concat("- threads: ", res.threads, " (LibTorch intra-op); latency = median of ",
               r.eval.latency_reps, " runs after 3 warm-up runs\n");
+  s += concat("- BLAS: ", blas_info().summary(), "\n");
   s += r.dataset == "graph"
            ? "- FLOPs/graph = 2 × MACs per graph, mean over the test graphs at their own node and "
              "edge counts (attention per node pair; norms, softmax, activations excluded)\n\n"
