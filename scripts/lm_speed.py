@@ -38,18 +38,39 @@ DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F
 OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 
+def pare_gemm_kernel(pare="build/cli/pare"):
+    """The OpenBLAS kernel set pare's executables run on (`pare --version`'s "GEMM kernel:" line:
+    OpenBLAS's own choice, or the better one pare re-executes onto where OpenBLAS fell back; README
+    "Threads and kernels"), or None when pare does not say."""
+    try:
+        out = subprocess.run([pare, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in out.splitlines():
+        if line.startswith("GEMM kernel: "):
+            return line[len("GEMM kernel: "):].split()[0]
+    return None
+
+
 def same_blas_as_pare():
     """Re-run this script with the BLAS pare's executables use (CMakeLists.txt): Debian's OpenMP
     build of OpenBLAS, so that PyTorch eager also has one thread pool instead of libgomp's and
-    OpenBLAS's pthreads fighting over the cores (3-4x slower at 2 threads here). The loader reads
-    LD_LIBRARY_PATH only at start, hence the exec. Returns the BLAS folder used, or "system"."""
+    OpenBLAS's pthreads fighting over the cores (3-4x slower at 2 threads here), and with the same
+    GEMM kernels as pare (OPENBLAS_CORETYPE from `pare --version`: where OpenBLAS falls back to its
+    generic kernels, pare re-executes itself onto better ones, and eager must too). The loader and
+    OpenBLAS read these only at start, hence the exec. Returns the BLAS folder used, or "system"."""
     if not os.path.exists(os.path.join(OPENBLAS_OPENMP, "libopenblas.so.0")):
         return "system"
-    if OPENBLAS_OPENMP not in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+    kernel = pare_gemm_kernel()
+    if OPENBLAS_OPENMP not in os.environ.get("LD_LIBRARY_PATH", "").split(":") or (
+            kernel and os.environ.get("OPENBLAS_CORETYPE") != kernel):
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = ":".join(x for x in [OPENBLAS_OPENMP, env.get("LD_LIBRARY_PATH")] if x)
+        if kernel:
+            env["OPENBLAS_CORETYPE"] = kernel
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
-    return OPENBLAS_OPENMP
+    return OPENBLAS_OPENMP + (" (kernel %s)" % os.environ["OPENBLAS_CORETYPE"]
+                              if os.environ.get("OPENBLAS_CORETYPE") else "")
 
 
 def read_safetensors(path):
