@@ -50,6 +50,7 @@ BenchCommand bench_slicegpt(CLI::App* bench) {
       PARE_CHECK(s >= 0 && s < 1, "--slicing: expected values in [0, 1), got ", s);
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model dense = load_model(a->model);
+    check_images_fit_model(test, dense.config, a->data);
     PassContext ctx;
     ctx.data_dir = a->data;
     ctx.calibration_samples = a->samples;

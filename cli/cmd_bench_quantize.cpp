@@ -279,6 +279,7 @@ BenchCommand bench_quantize(CLI::App* bench) {
     if (c.is_lm()) return lm_quantize(*a);
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model dense = load_model(a->model);
+    check_images_fit_model(test, dense.config, a->data);
     PassContext ctx;
     ctx.data_dir = a->data;
     ctx.calibration_samples = a->samples;

@@ -240,6 +240,7 @@ BenchCommand bench_zero_tprune(CLI::App* bench) {
     }
     Model dense = load_model(a->model);
     PARE_CHECK(dense.config.token_pruning.empty(), a->model, ": already has token pruning");
+    check_images_fit_model(data, dense.config, a->data);
     auto acc_of = [&](const Model& m) {
       return 100.0 * evaluate_accuracy(m, data, 256, a->limit).accuracy;
     };

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "commands.h"
 #include "error.h"
+#include "evaluate.h"
 #include "fileio.h"
 #include "graph_eval.h"
 #include "lm_data.h"
@@ -86,6 +87,7 @@ Runner add_compress(CLI::App& app, Common&) {
                : m.config.is_graph() ? "graph transformers use dataset: graph"
                                      : "use fashion-mnist",
                ")");
+    if (test) check_images_fit_model(*test, m.config, r.data_dir);
     EvalData data;
     std::optional<GraphData> gdata;
     if (graphs) {

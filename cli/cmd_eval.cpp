@@ -206,7 +206,9 @@ Runner add_eval(CLI::App& app, Common&) {
     PARE_CHECK((task == "lm-perplexity") == m.config.is_lm(), a->model, ": task ", task,
                " does not apply to a ", m.config.family, " model");
     if (task == "lm-perplexity") return run_lm_eval(*a, m);
-    ImageDataset test = load_fashion_mnist(a->data.empty() ? kDefaultFashionMnistDir : a->data, "test");
+    const std::string data_dir = a->data.empty() ? kDefaultFashionMnistDir : a->data;
+    ImageDataset test = load_fashion_mnist(data_dir, "test");
+    check_images_fit_model(test, m.config, data_dir);
     EvalSettings e;
     e.batch_size = a->batch;
     e.limit = a->limit;

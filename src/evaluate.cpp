@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "error.h"
 #include "family.h"
 
 namespace pare {
@@ -22,6 +23,19 @@ torch::Tensor predict_logits(const Model& m, const torch::Tensor& images_u8, int
     out.push_back(m.forward(x).to(torch::kFloat32));
   }
   return torch::cat(out, 0);
+}
+
+void check_images_fit_model(const ImageDataset& data, const ArchConfig& c,
+                            const std::string& data_path) {
+  const auto& x = data.images;
+  PARE_CHECK(x.dim() == 4 && x.size(1) == c.num_channels && x.size(2) == c.image_size &&
+                 x.size(3) == c.image_size,
+             data_path, ": images of shape ", x.sizes(), ", the model takes [N, ", c.num_channels, ", ",
+             c.image_size, ", ", c.image_size, "]");
+  if (data.size() == 0) return;
+  const int64_t classes = data.labels.max().item<int64_t>() + 1;
+  PARE_CHECK(classes == c.num_labels, data_path, ": ", classes, " classes (labels 0..", classes - 1,
+             "), the model has num_labels = ", c.num_labels, " outputs");
 }
 
 AccuracyResult evaluate_accuracy(const Model& m, const ImageDataset& data, int64_t batch_size,

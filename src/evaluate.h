@@ -21,6 +21,12 @@ struct AccuracyResult {
   double seconds = 0;
 };
 
+// Refuses (InputError naming `data_path`) image data a classifier does not fit, before anything
+// runs: images of another channel count or size than the model's [C, image_size, image_size], or
+// a class count (largest label + 1) other than the model's num_labels. Without it a 1-output model
+// is "scored" on 10-class data (its accuracy is the share of class 0) and meets its budget.
+void check_images_fit_model(const ImageDataset& data, const ArchConfig& c, const std::string& data_path);
+
 // Top-1 accuracy over the first `limit` images (all when limit < 0).
 AccuracyResult evaluate_accuracy(const Model& m, const ImageDataset& data, int64_t batch_size = 256,
                                  int64_t limit = -1);

@@ -799,6 +799,45 @@ TEST_F(PareCli, ConfigDisagreesWithWeights) {
   expect_rejected({"inspect", "--model", m.string()}, {"expected", sm[1].str()});
 }
 
+// A classifier whose outputs do not fit the data's classes is refused before anything runs
+// (issue 17 item 5): with one output on Fashion-MNIST's ten classes, its "accuracy" would be the
+// share of class 0 and a budget would read met.
+TEST_F(PareCli, ClassifierWithOneOutputIsRefusedOnTenClassData) {
+  const fs::path m = copy_model("one-output");
+  // Keep the classifier's first row only: a valid checkpoint of a 1-output model.
+  RawSafetensors st = split_safetensors(read_file(m / "model.safetensors"));
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (auto& [name, info] : st.header.items())
+    if (name != "__metadata__") order.emplace_back(info["data_offsets"][0].get<int64_t>(), name);
+  std::sort(order.begin(), order.end());
+  std::string data;
+  for (const auto& [begin, name] : order) {
+    json& info = st.header[name];
+    ASSERT_EQ(info["dtype"], "F32") << name;
+    int64_t bytes = info["data_offsets"][1].get<int64_t>() - begin;
+    if (name == "classifier.weight" || name == "classifier.bias") {
+      info["shape"][0] = 1;
+      bytes = 4;
+      for (size_t i = 1; i < info["shape"].size(); ++i) bytes *= info["shape"][i].get<int64_t>();
+    }
+    info["data_offsets"] = {static_cast<int64_t>(data.size()), static_cast<int64_t>(data.size()) + bytes};
+    data += st.data.substr(static_cast<size_t>(begin), static_cast<size_t>(bytes));
+  }
+  ASSERT_TRUE(st.header.contains("classifier.weight"));
+  write_file(m / "model.safetensors", join_safetensors(st.header, data));
+  json cfg = json::parse(read_file(m / "config.json"));
+  cfg["num_labels"] = 1;
+  cfg["id2label"] = {{"0", "only"}};
+  cfg["label2id"] = {{"only", 0}};
+  write_file(m / "config.json", cfg.dump(2));
+  // The model itself is valid: inspect loads it.
+  Proc i = pare({"inspect", "--model", m.string()});
+  ASSERT_EQ(i.code, 0) << describe(i);
+  const std::string want = "10 classes (labels 0..9), the model has num_labels = 1 outputs";
+  expect_rejected({"eval", "--model", m.string(), "--limit", "10"}, {want});
+  expect_rejected(compress_args(m, write("slice.yaml", kSliceRecipe), dir_ / "out"), {want});
+}
+
 TEST_F(PareCli, ConfigIsNotJson) {
   const fs::path recipe = write("slice.yaml", kSliceRecipe);
   const fs::path m = copy_model("model");
