@@ -225,20 +225,36 @@ def main():
           f"max |PyTorch − pare| {torch_diff:.2e}",
           f"- Load average (1, 5, 15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
           f"after {', '.join(f'{x:.2f}' for x in load_after)}\n",
-          "| batch | pare ms | ORT ms | pare / ORT | pare images/s | ORT images/s | pare MFU | ORT MFU |",
-          "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "Each round's pare / ORT ratio is paired (the two ran back to back), so the median of the "
+          "ratios is the figure least moved by the host's drift; best = the fastest round of each side.\n",
+          "| batch | pare ms | ORT ms | pare / ORT (paired, median [min–max]) | pare best | ORT best | "
+          "pare images/s | ORT images/s | pare MFU | ORT MFU | pare MFU best | ORT MFU best |",
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for b in a.batches:
-        pm = statistics.median(run["forward"][b]["median_ms"] for run in pare_runs)
-        om = statistics.median(next(x["median_ms"] for x in run["latency"] if x["batch"] == b)
-                               for run in ort_runs)
+        p_ms = [run["forward"][b]["median_ms"] for run in pare_runs]
+        o_ms = [next(x["median_ms"] for x in run["latency"] if x["batch"] == b) for run in ort_runs]
+        pm, om = statistics.median(p_ms), statistics.median(o_ms)
+        ratios = [x / y for x, y in zip(p_ms, o_ms)]
 
         def mfu(ms):
             return 100 * flops * b / (ms / 1000) / (peak * 1e9)
 
-        md.append(f"| {b} | {pm:.3f} | {om:.3f} | {pm / om:.2f} | {1000 * b / pm:.0f} | "
-                  f"{1000 * b / om:.0f} | {mfu(pm):.1f}% | {mfu(om):.1f}% |")
+        md.append(f"| {b} | {pm:.3f} | {om:.3f} | {statistics.median(ratios):.2f} [{min(ratios):.2f}–"
+                  f"{max(ratios):.2f}] | {min(p_ms):.3f} | {min(o_ms):.3f} | {1000 * b / pm:.0f} | "
+                  f"{1000 * b / om:.0f} | {mfu(pm):.1f}% | {mfu(om):.1f}% | {mfu(min(p_ms)):.1f}% | "
+                  f"{mfu(min(o_ms)):.1f}% |")
+    md.append("\nRounds (ms): " + "; ".join(
+        f"batch {b}: pare " + ", ".join(f"{run['forward'][b]['median_ms']:.2f}" for run in pare_runs) +
+        " / ORT " + ", ".join(f"{next(x['median_ms'] for x in run['latency'] if x['batch'] == b):.2f}"
+                              for run in ort_runs) for b in a.batches))
     text = "\n".join(md) + "\n"
-    write_atomic(a.out, text)
+    # The hand-written discussion (from its marker on) of an existing file is kept.
+    keep = "<!-- discussion -->\n"
+    if os.path.exists(a.out):
+        old = open(a.out, encoding="utf-8").read()
+        if "<!-- discussion -->" in old:
+            keep = old[old.index("<!-- discussion -->"):]
+    write_atomic(a.out, text + "\n" + keep)
     print(text)
 
 

@@ -44,8 +44,8 @@ namespace baseline {
 }  // namespace baseline
 
 struct Kernels {
-  void (*attention_block)(const float*, const float*, const float*, int64_t, int64_t, int64_t, float,
-                          float*, float*, const float*, float*, float*, float*);
+  void (*attention_block)(const float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                          float, float*, float*, const float*, float*, float*, float*);
   void (*max_cosine)(const float*, int64_t, int64_t, const int64_t*, int64_t, const int64_t*, int64_t, float*,
                      double*);
 };
@@ -102,10 +102,13 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
               out.query_weights.defined() ? concat(out.query_weights.sizes()) : std::string("none"));
   if (out.steer_probs || !fused_attention_applies(q, k, v, heads)) return reference_attention(q, k, v, heads, out);
   const auto block = kernels().attention_block;
-  // Rows of each sequence must share one stride (ld); the sequences may be spaced apart.
-  const torch::Tensor qc = q.stride(1) == q.size(2) ? q : q.contiguous();
-  const torch::Tensor kc = k.stride(1) == k.size(2) ? k : k.contiguous();
-  const torch::Tensor vc = v.stride(1) == v.size(2) ? v : v.contiguous();
+  // Rows of q, k and v must share one stride (ld): contiguous, or views of one fused Q|K|V
+  // product (ld = its width); the sequences may be spaced apart.
+  const bool shared_ld = k.stride(1) == q.stride(1) && v.stride(1) == q.stride(1) && q.stride(1) >= q.size(2);
+  const torch::Tensor qc = shared_ld ? q : q.contiguous();
+  const torch::Tensor kc = shared_ld ? k : k.contiguous();
+  const torch::Tensor vc = shared_ld ? v : v.contiguous();
+  const int64_t ld = qc.stride(1);
   const int64_t B = q.size(0), T = q.size(1), C = q.size(2), hd = C / heads, Tp = (T + 7) / 8 * 8;
   torch::Tensor ctx = at::empty({B, T, C}, q.options());
   float *pp = nullptr, *sp = nullptr;
@@ -128,7 +131,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
     std::vector<float> kt(hd * Tp), s(5 * Tp);  // per thread, reused over its blocks
     for (int64_t bh = from; bh < to; ++bh) {
       const int64_t b = bh / heads, h = bh % heads;
-      block(qp + b * qs + h * hd, kp + b * ks + h * hd, vp + b * vs + h * hd, T, C, hd, scale,
+      block(qp + b * qs + h * hd, kp + b * ks + h * hd, vp + b * vs + h * hd, T, ld, C, hd, scale,
             cp + b * T * C + h * hd, pp ? pp + bh * T * T : nullptr, wp, sp ? sp + bh * T : nullptr,
             kt.data(), s.data());
     }

@@ -38,7 +38,8 @@ struct AttentionOutputs {
 };
 
 // q, k, v: [B, T, heads·head_dim], head h in columns [h·head_dim, (h+1)·head_dim) (the
-// projections' outputs). Returns ctx [B, T, heads·head_dim] (heads concatenated: the output
+// projections' outputs; views of one fused [B, T, 3·heads·head_dim] product are read in place).
+// Returns ctx [B, T, heads·head_dim] (heads concatenated: the output
 // projection's input). Throws InternalError when the shapes disagree, the width is not a
 // multiple of heads, or column sums are asked for without query weights [T].
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,

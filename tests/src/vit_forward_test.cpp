@@ -75,6 +75,17 @@ TEST_F(TinyVit, ForwardMatchesIndependentReference) {
   EXPECT_LT(pare_test::max_abs_diff(got64, logits_), 1e-6);  // float32 rounding of the stored logits
 }
 
+// From 512 token rows on, the forward computes Q, K and V in one GEMM and the fused attention
+// reads them as strided views of that product (vit.cpp, qkv_projection): 128 images × 5 tokens
+// take that path, and every row must still match the independent reference.
+TEST_F(TinyVit, FusedQkvOnLargeBatchesMatchesReference) {
+  torch::NoGradGuard ng;
+  const torch::Tensor many = images_.repeat({32, 1, 1, 1});  // 128 images, 640 token rows
+  ASSERT_GE(many.size(0) * kT, 512);
+  const torch::Tensor got = model_.forward(many);
+  EXPECT_LT(pare_test::max_abs_diff(got, logits_.repeat({32, 1})), 1e-5);
+}
+
 TEST_F(TinyVit, RejectsImagesOfTheWrongShape) {
   EXPECT_INPUT_ERROR(model_.forward(torch::zeros({2, 3, 8, 8})), ::testing::HasSubstr("[2, 3, 8, 8]"));
   EXPECT_INPUT_ERROR(model_.forward(torch::zeros({2, 1, 9, 9})), ::testing::HasSubstr("expected"));
