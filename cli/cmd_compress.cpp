@@ -104,7 +104,8 @@ Runner add_compress(CLI::App& app, Common&) {
     torch::Tensor calibration;
     std::unique_ptr<Tokenizer> tok;
     if (text) {
-      tok = tokenizer_for_model(a->model, r.tokenizer_path, m);
+      tok = tokenizer_for_model(a->model, r.tokenizer_path, m,
+                                "data.tokenizer in the recipe (or --set data.tokenizer=PATH)");
       const int64_t T = r.eval.seq_len > 0 ? r.eval.seq_len : m.config.context_length;
       const int64_t maxT = m.config.max_position_embeddings;
       PARE_CHECK(T <= maxT, a->recipe, ": /eval/seq_len: ", T,

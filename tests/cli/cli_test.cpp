@@ -1281,6 +1281,14 @@ TEST_F(PareCli, LmCompressTakesTextFromDataWhenTheRecipeHasNoDataKind) {
   expect_rejected({"compress", "--model", bin, "--recipe", q.string(), "--out",
                    (dir_ / "n").string()},
                   {"--data", "needs an evaluation text", "q.yaml has no data.path"});
+  // Without a tokenizer the error names how compress takes one (compress has no --tokenizer).
+  const fs::path nt = write("nt.yaml", "pipeline:\n  - pass: quantize\n    method: rtn\n    bits: 8\n"
+                                       "    group_size: 0\neval:\n  seq_len: 64\n  limit: 4\n");
+  Proc r = expect_rejected({"compress", "--model", bin, "--recipe", nt.string(), "--data", text,
+                            "--out", (dir_ / "t").string()},
+                           {"stories260K.bin", "carries no tokenizer", "data.tokenizer",
+                            "--set data.tokenizer=PATH"});
+  EXPECT_FALSE(contains(r.err, "--tokenizer")) << r.err;
 }
 
 TEST_F(PareCli, LmBadInputIsOneLineAndExit2) {
