@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <type_traits>
 
 #include "error.h"
@@ -741,7 +742,64 @@ ArchConfig load_config(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw InputError(concat(path, ": not valid JSON: ", e.what()));
   }
+  const bool vit = j.is_object() && j.contains("model_type") && j["model_type"] == "vit";
+  const bool has_norm = j.is_object() && j.contains("pare") && j["pare"].is_object() &&
+                        (j["pare"].contains("image_mean") || j["pare"].contains("image_std"));
+  const std::string pre = (std::filesystem::path(path).parent_path() / "preprocessor_config.json").string();
+  if (vit && !has_norm && file_exists(pre)) {
+    auto [mean, std] = read_preprocessor_normalization(pre);
+    const int64_t channels = j.contains("num_channels") && j["num_channels"].is_number_integer()
+                                 ? j["num_channels"].get<int64_t>()
+                                 : 3;  // HF ViTConfig's default
+    for (auto* v : {&mean, &std}) {
+      if (v->size() == 1 && channels > 1) v->assign(channels, v->front());
+      PARE_CHECK(static_cast<int64_t>(v->size()) == channels, pre, ": ",
+                 v == &mean ? "image_mean" : "image_std", ": expected ", channels,
+                 " values (num_channels in config.json), got ", v->size());
+    }
+    for (double s : std)
+      PARE_CHECK(s > 0, pre, ": image_std: expected positive values, got ", s);
+    if (!j.contains("pare")) j["pare"] = nlohmann::json::object();
+    j["pare"]["image_mean"] = mean;
+    j["pare"]["image_std"] = std;
+  }
   return config_from_json(j, path);
+}
+
+std::pair<std::vector<double>, std::vector<double>> read_preprocessor_normalization(
+    const std::string& path) {
+  nlohmann::json p;
+  try {
+    p = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(concat(path, ": not valid JSON: ", e.what()));
+  }
+  PARE_CHECK(p.is_object(), path, ": expected a JSON object");
+  auto flag = [&](const char* key) {
+    if (!p.contains(key)) return true;  // ViTImageProcessor's defaults are true
+    PARE_CHECK(p[key].is_boolean(), path, ": ", key, ": expected true or false, got ", p[key].dump());
+    return p[key].get<bool>();
+  };
+  PARE_CHECK(flag("do_rescale"), path, ": do_rescale: false is not supported (pare scales uint8 pixels by 1/255)");
+  if (p.contains("rescale_factor")) {
+    PARE_CHECK(p["rescale_factor"].is_number(), path, ": rescale_factor: expected a number, got ",
+               p["rescale_factor"].dump());
+    const double r = p["rescale_factor"].get<double>();
+    PARE_CHECK(std::abs(r - 1.0 / 255) < 1e-9, path, ": rescale_factor: pare scales uint8 pixels by 1/255, got ", r);
+  }
+  if (!flag("do_normalize")) return {{0.0}, {1.0}};
+  auto list = [&](const char* key) {
+    std::vector<double> v;
+    if (!p.contains(key)) return std::vector<double>{0.5};  // ViTImageProcessor's default
+    PARE_CHECK(p[key].is_array() && !p[key].empty(), path, ": ", key,
+               ": expected a list of numbers (one per channel), got ", p[key].dump());
+    for (const auto& x : p[key]) {
+      PARE_CHECK(x.is_number(), path, ": ", key, ": expected numbers, got ", x.dump());
+      v.push_back(x.get<double>());
+    }
+    return v;
+  };
+  return {list("image_mean"), list("image_std")};
 }
 
 }  // namespace pare

@@ -211,6 +211,18 @@ struct ArchConfig {
 ArchConfig config_from_json(const nlohmann::json& j, const std::string& source);
 nlohmann::json config_to_json(const ArchConfig& c);
 
+// Reads config.json at `path`. For a vit model whose config.json has no pare.image_mean /
+// pare.image_std (a Hugging Face checkpoint), the normalisation comes from the
+// preprocessor_config.json beside it when there is one (ViTImageProcessor fields: image_mean,
+// image_std, do_normalize; do_rescale with rescale_factor 1/255, which is how pare scales uint8
+// pixels); without either, 0.5 / 0.5 as Hugging Face's ViT default. InputError naming
+// preprocessor_config.json and the field for anything else (not JSON, wrong types, another
+// rescale factor, do_rescale false).
 ArchConfig load_config(const std::string& path);
+
+// The (image_mean, image_std) a Hugging Face preprocessor_config.json gives (see load_config);
+// a single value applies to every channel. do_normalize false gives ({0}, {1}).
+std::pair<std::vector<double>, std::vector<double>> read_preprocessor_normalization(
+    const std::string& path);
 
 }  // namespace pare
