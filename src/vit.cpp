@@ -232,7 +232,18 @@ class VitFamily : public Family {
     if (prune && !m.config.shortcuts)
       s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
     else
-      s.x = add_residual(m, b + "attn_shortcut", prune ? gather_tokens(s.x, idx) : s.x, y);
+      s.x = add_fresh_residual(m, b + "attn_shortcut", prune ? gather_tokens(s.x, idx) : s.x, y);
+  }
+
+  // add_residual for a sub-block output `y` that nothing else holds (a linear's fresh product):
+  // without autograd and shortcut matrices the residual is added into y in place (x + y and
+  // y + x are the same float sums; one [B, T, C] allocation and write fewer per sub-block).
+  static torch::Tensor add_fresh_residual(const Model& m, const std::string& shortcut,
+                                          const torch::Tensor& x, torch::Tensor y) {
+    if (m.config.shortcuts || at::GradMode::is_enabled() || x.sizes() != y.sizes() ||
+        x.scalar_type() != y.scalar_type() || !y.is_contiguous())
+      return add_residual(m, shortcut, x, y);
+    return y.add_(x);
   }
 
   // Q, K and V of a block: one GEMM on the concatenated weights when all three are dense float32,
@@ -272,8 +283,9 @@ class VitFamily : public Family {
       return;
     }
     torch::Tensor h = apply_norm(m, b + "ffn_norm", s.x);
-    h = at::gelu(m.linear(b + "ffn_up").forward(h));
-    s.x = add_residual(m, b + "ffn_shortcut", s.x, m.linear(b + "ffn_down").forward(h));
+    h = m.linear(b + "ffn_up").forward(h);
+    h = at::GradMode::is_enabled() ? at::gelu(h) : at::gelu_(h);  // h is this call's own tensor
+    s.x = add_fresh_residual(m, b + "ffn_shortcut", s.x, m.linear(b + "ffn_down").forward(h));
   }
 
   torch::Tensor head(const Model& m, ForwardState& s) const override {
