@@ -143,6 +143,7 @@ Runner add_compress(CLI::App& app, Common&) {
     std::string md = report_markdown(res, r, inputs);
     write_file_atomic(out.file("report.md"), md);
     out.commit();
+    for (const auto& w : res.warnings) std::cerr << "pare: warning: " << printable(w, true) << "\n";
     std::cout << stage_table_markdown(res.rows);
     std::cout << "\nwrote " << a->out << "/{model.safetensors, config.json, report.json, report.md}"
               << " (" << res.threads << (res.threads == 1 ? " thread)\n" : " threads)\n");

@@ -284,11 +284,24 @@ nlohmann::json prune_heads(Model& m, const PruneHeadsOptions& o,
                                              " norm ", removed_scores, ")")));
   }
   for (const auto& d : m.config.layers) after += d.heads;
-  return {{"criterion", o.criterion},
-          {"scope", o.scope},
-          {"heads_before", before},
-          {"heads_after", after},
-          {"layers", layers}};
+  nlohmann::json notes = {{"criterion", o.criterion},
+                          {"scope", o.scope},
+                          {"heads_before", before},
+                          {"heads_after", after},
+                          {"layers", layers}};
+  if (o.keep.empty()) {
+    // What was asked beside what was done: heads come whole, so round(sparsity · heads) per layer
+    // (never the last head) can remove a different share than asked.
+    const double removed = before > 0 ? 1.0 - static_cast<double>(after) / before : 0.0;
+    notes["sparsity_asked"] = o.sparsity;
+    notes["sparsity_removed"] = removed;
+    if (std::abs(removed - o.sparsity) > 1e-9)
+      notes["warnings"].push_back(concat("prune-heads: sparsity ", o.sparsity, " asked, ",
+                                         before - after, " of ", before, " heads removed (",
+                                         removed, "): heads are removed whole, round(sparsity × heads) per ",
+                                         o.scope == "global" ? "model" : "layer", ", never a layer's last"));
+  }
+  return notes;
 }
 
 namespace {

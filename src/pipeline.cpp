@@ -250,6 +250,14 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
     log(concat("measuring after ", st.pass));
     StageRow row = measure_stage(st.pass, m, data, r.eval);
     row.pass_seconds = secs;
+    // Every pass's result against what it was asked: a pass that made the model larger (SliceGPT's
+    // shortcut matrices at small slicings) is worth a word, like the differences passes report.
+    const StageRow& prev = res.rows.back();
+    if (row.params > prev.params)
+      notes["warnings"].push_back(concat(st.pass, " made the model larger: ", prev.params, " -> ",
+                                         row.params, " params, ", prev.bytes, " -> ", row.bytes, " bytes"));
+    if (notes.contains("warnings"))
+      for (const auto& w : notes["warnings"]) res.warnings.push_back(w.get<std::string>());
     row.notes = notes;
     res.rows.push_back(row);
   }

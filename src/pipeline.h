@@ -91,6 +91,9 @@ struct PipelineResult {
   bool budget_ok = true;
   std::string budget_message;
   int threads = 0;
+  // Where a pass did something other than asked, or made the model larger: one line each (also in
+  // that stage's notes["warnings"] in report.json). The CLI prints them on stderr, even --quiet.
+  std::vector<std::string> warnings;
 };
 
 // Measures one stage.

@@ -838,6 +838,46 @@ TEST_F(PareCli, ClassifierWithOneOutputIsRefusedOnTenClassData) {
   expect_rejected(compress_args(m, write("slice.yaml", kSliceRecipe), dir_ / "out"), {want});
 }
 
+// A pass that does something other than what was asked says so on stderr, even with --quiet,
+// and in report.json (issue 17 item 9): heads come whole (2 per layer here, so sparsity 0.125
+// removes none), and slicing a 32-wide model by 3% (round_to 1: 31 kept) adds more
+// shortcut-matrix parameters than it removes.
+TEST_F(PareCli, PassesWarnWhenTheyDoOtherThanAsked) {
+  const fs::path heads = write("heads.yaml", "pipeline:\n  - pass: prune-heads\n    sparsity: 0.125\n");
+  std::vector<std::string> args = compress_args(model(), heads, dir_ / "h");
+  args.push_back("--quiet");
+  Proc r = pare(args);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.err,
+            "pare: warning: prune-heads: sparsity 0.125 asked, 0 of 4 heads removed (0): heads are "
+            "removed whole, round(sparsity × heads) per layer, never a layer's last\n")
+      << describe(r);
+  json rep = json::parse(read_file(dir_ / "h" / "report.json"));
+  const json& notes = rep["stages"][1]["notes"];
+  EXPECT_EQ(notes["sparsity_asked"], 0.125);
+  EXPECT_EQ(notes["sparsity_removed"], 0.0);
+  ASSERT_EQ(notes["warnings"].size(), 1u) << notes.dump();
+  // Asked and done agree: no warning (0.5 of 2 heads per layer = 1).
+  const fs::path half = write("half.yaml", "pipeline:\n  - pass: prune-heads\n    sparsity: 0.5\n");
+  args = compress_args(model(), half, dir_ / "h2");
+  args.push_back("--quiet");
+  r = pare(args);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.err, "") << describe(r);
+  // SliceGPT at 3%: the model grows.
+  const fs::path small = write("small.yaml", "pipeline:\n  - pass: slicegpt\n    slicing: 0.03\n    round_to: 1\n");
+  args = compress_args(model(), small, dir_ / "s");
+  args.push_back("--quiet");
+  r = pare(args);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  rep = json::parse(read_file(dir_ / "s" / "report.json"));
+  const int64_t p0 = rep["stages"][0]["params"], p1 = rep["stages"][1]["params"];
+  ASSERT_GT(p1, p0) << rep["stages"].dump();
+  EXPECT_TRUE(contains(r.err, "pare: warning: slicegpt made the model larger: " + std::to_string(p0) +
+                                  " -> " + std::to_string(p1) + " params"))
+      << describe(r);
+}
+
 TEST_F(PareCli, ConfigIsNotJson) {
   const fs::path recipe = write("slice.yaml", kSliceRecipe);
   const fs::path m = copy_model("model");
