@@ -134,6 +134,7 @@ Runner add_compress(CLI::App& app, Common&) {
                                                         ? a->model + "/model.safetensors"
                                                         : a->model + "/config.json")},
                              {"recipe_hash", file_hash(a->recipe)},
+                             {"set", a->sets},  // --set overrides as given (recipe_resolved has the result)
                              {"data", text ? r.text_path : graphs ? r.graph_path : r.data_dir}};
     PipelineResult res = run_pipeline(m, r, data, log, calibration);
     save_model(m, out.staging());

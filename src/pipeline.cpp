@@ -143,6 +143,8 @@ StageRow measure_stage(const std::string& name, const Model& m, const EvalData& 
     row.accuracy = r.metric == "mae" ? r.value : 100.0 * r.value;
     row.graphs_per_second = r.graphs_per_second;
     row.eval_seconds = r.forward_seconds;
+    row.samples = static_cast<int64_t>(idx.size());
+    row.samples_unit = "graphs";
     row.params = m.num_params();
     row.layers = m.family().costs(m);
     row.flops = static_cast<int64_t>(std::llround(mean_graph_flops(m, *data.graphs, idx)));
@@ -160,6 +162,8 @@ StageRow measure_stage(const std::string& name, const Model& m, const EvalData& 
   row.top1 = r.top1;
   row.tokens_per_second = r.tokens_per_second;
   row.eval_seconds = r.seconds;
+  row.samples = r.predicted;
+  row.samples_unit = "tokens";
   row.params = m.num_params();
   row.layers = m.family().costs(m);
   for (const auto& c : row.layers) row.flops += c.flops;
@@ -175,6 +179,8 @@ StageRow measure_stage(const std::string& name, const Model& m, const ImageDatas
   auto acc = evaluate_accuracy(m, test, eval.batch_size, eval.limit);
   row.accuracy = 100.0 * acc.accuracy;
   row.eval_seconds = acc.seconds;
+  row.samples = acc.total;
+  row.samples_unit = "images";
   row.params = m.num_params();
   row.layers = m.family().costs(m);
   for (const auto& c : row.layers) row.flops += c.flops;
@@ -432,7 +438,13 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
                     {"notes", row.notes},
                     {"layers", layers}});
   }
-  return {{"pipeline", r.one_line()},
+  for (size_t i = 0; i < rows.size() && i < res.rows.size(); ++i) {
+    rows[i]["samples"] = res.rows[i].samples;  // what the metric was measured on, after eval.limit
+    rows[i]["samples_unit"] = res.rows[i].samples_unit;
+  }
+  return {{"schema_version", kReportSchemaVersion},
+          {"warnings", res.warnings},
+          {"pipeline", r.one_line()},
           {"recipe", r.path},
           {"recipe_resolved", r.raw},
           {"inputs", inputs},

@@ -80,6 +80,9 @@ struct StageRow {
   double graphs_per_second = 0;
   double perplexity = 0, kl = 0, top1 = 0, tokens_per_second = 0;
   int64_t params = 0, flops = 0, bytes = 0;
+  // What the metric was measured on: images, graphs, or predicted tokens (LMs), after eval.limit.
+  int64_t samples = 0;
+  std::string samples_unit;  // "images", "graphs" or "tokens"
   std::vector<std::pair<int64_t, double>> latency_ms;  // (batch, median ms)
   double pass_seconds = 0, eval_seconds = 0;
   nlohmann::json notes = nlohmann::json::object();
@@ -109,6 +112,10 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
                             const torch::Tensor& calibration_tokens = torch::Tensor());
 PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDataset& test,
                             const std::function<void(const std::string&)>& log);
+
+// report.json's "schema_version": raised when a field changes meaning or moves (1: first with a
+// version, 2026-12-07: runtime, warnings, per-stage samples).
+inline constexpr int kReportSchemaVersion = 1;
 
 // Report as JSON and Markdown (a table, a row per stage, then per-layer shapes).
 nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,

@@ -857,6 +857,18 @@ TEST_F(PareCli, PassesWarnWhenTheyDoOtherThanAsked) {
   EXPECT_EQ(notes["sparsity_asked"], 0.125);
   EXPECT_EQ(notes["sparsity_removed"], 0.0);
   ASSERT_EQ(notes["warnings"].size(), 1u) << notes.dump();
+  // report.json (issue 17 item 7, in part): schema version, the run's warnings, the --set
+  // overrides as given, how many images each stage was measured on, the kernel it ran on.
+  EXPECT_EQ(rep["schema_version"], 1);
+  EXPECT_EQ(rep["warnings"], notes["warnings"]);
+  EXPECT_EQ(rep["inputs"]["set"],
+            json({"eval.limit=500", "eval.latency_reps=2", "calibration.samples=64"}));
+  for (const auto& st : rep["stages"]) {
+    EXPECT_EQ(st["samples"], 500) << st.dump();
+    EXPECT_EQ(st["samples_unit"], "images");
+  }
+  EXPECT_FALSE(rep["runtime"]["blas"]["library"].get<std::string>().empty());
+  EXPECT_FALSE(rep["runtime"]["pare_version"].get<std::string>().empty());
   // Asked and done agree: no warning (0.5 of 2 heads per layer = 1).
   const fs::path half = write("half.yaml", "pipeline:\n  - pass: prune-heads\n    sparsity: 0.5\n");
   args = compress_args(model(), half, dir_ / "h2");
