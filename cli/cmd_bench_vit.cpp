@@ -43,6 +43,7 @@ BenchCommand bench_vit_speed(CLI::App* bench) {
     std::string model = "models/vit-fmnist", data = kDefaultFashionMnistDir, dump;
     std::vector<int64_t> batches{1, 256}, gemm{1024, 2048};
     int64_t reps = 20, warmup = 3;
+    bool timing = true;
   };
   auto a = std::make_shared<Args>();
   auto* sub = bench->add_subcommand(
@@ -59,6 +60,8 @@ BenchCommand bench_vit_speed(CLI::App* bench) {
   sub->add_option("--dump", a->dump,
                   "Write the largest batch's input (\"images\", normalised, as fed to the model) "
                   "and pare's \"logits\" to this safetensors file");
+  sub->add_flag("!--no-timing", a->timing,
+                "Skip the GEMM and forward timing (with --dump: only the correctness data)");
   return {sub, [a]() -> int {
     PARE_CHECK(a->reps > 0 && a->warmup >= 0, "--reps must be positive and --warmup >= 0");
     PARE_CHECK(!a->batches.empty(), "--batches: expected at least one batch size");
@@ -83,7 +86,7 @@ BenchCommand bench_vit_speed(CLI::App* bench) {
           {"flops_per_image", flops}, {"params", m.num_params()}, {"images", largest},
           {"reps", a->reps}, {"warmup", a->warmup}});
 
-    for (int64_t n : a->gemm) {
+    for (int64_t n : a->timing ? a->gemm : std::vector<int64_t>{}) {
       torch::manual_seed(0);
       const torch::Tensor p = torch::randn({n, n}), q = torch::randn({n, n});
       torch::Tensor c = torch::empty({n, n});
@@ -92,7 +95,7 @@ BenchCommand bench_vit_speed(CLI::App* bench) {
             {"gflops", 2.0 * double(n) * double(n) * double(n) / (ms * 1e6)}});
     }
 
-    for (int64_t b : a->batches) {
+    for (int64_t b : a->timing ? a->batches : std::vector<int64_t>{}) {
       const torch::Tensor xb = x.narrow(0, 0, b);
       const double ms = median_ms(a->warmup, a->reps, [&] { return m.forward(xb); });
       line({{"what", "forward"}, {"batch", b}, {"threads", threads}, {"median_ms", ms},

@@ -126,6 +126,21 @@ TEST_F(BlasCli, TimingBenchRefusesGenericKernelsBeforeItStarts) {
   r = pare_with_env("OPENBLAS_CORETYPE=Prescott PARE_BLAS_CORE=best", args);
   EXPECT_EQ(r.code, 2) << show(r);
   EXPECT_FALSE(has(r.err, "refusing to benchmark")) << show(r);
+  // vit-speed: timing refused, its correctness dump (--no-timing, what ctest's ONNX Runtime
+  // check uses) still runs on these kernels.
+  const std::string vit = std::string(PARE_SOURCE_DIR) + "/models/vit-fmnist";
+  if (fs::exists("/usr/share/datasets/fashion-mnist")) {
+    r = pare_with_env("OPENBLAS_CORETYPE=Prescott", "--threads 2 bench vit-speed --model '" + vit +
+                                                        "' --batches 2 --dump '" + (dir / "d.st").string() + "'");
+    EXPECT_EQ(r.code, 2) << show(r);
+    EXPECT_TRUE(has(r.err, "refusing to benchmark")) << show(r);
+    r = pare_with_env("OPENBLAS_CORETYPE=Prescott", "--threads 2 bench vit-speed --model '" + vit +
+                                                        "' --batches 2 --no-timing --dump '" +
+                                                        (dir / "d.st").string() + "'");
+    EXPECT_EQ(r.code, 0) << show(r);
+    EXPECT_TRUE(fs::exists(dir / "d.st")) << show(r);
+    EXPECT_FALSE(has(r.out, "\"what\":\"forward\"")) << show(r);
+  }
   fs::remove_all(dir);
 }
 
