@@ -430,6 +430,24 @@ void register_slicegpt(PassTable& t) {
        "less memory (the float64 forward's temporaries), same result"},
   };
   p.check = [](const Model& m, const PassOptions&) { check_foldable(m.config); };
+  // The shapes slice_gpt will leave: every residual site (the head's only with slice_head) at
+  // sliced_width, shortcut matrices; refused as slice_gpt refuses (sliced or quantized models).
+  p.plan = [](ArchConfig& c, const PassOptions& p) {
+    check_foldable(c);
+    PARE_CHECK(!c.shortcuts, "slicegpt: the model is already sliced (has shortcut matrices); ",
+               "slice the original model instead");
+    for (const auto& s : family_by_name(c.family).linear_slots(c))
+      PARE_CHECK(!c.quantized.count(s), "slicegpt: slot '", s,
+                 "' is quantized; slicegpt needs the dense form (put quantize after slicegpt)");
+    const int64_t D = c.hidden_size, round_to = p.integer("round_to");
+    PARE_CHECK(round_to <= D, "slicegpt: round_to (", round_to, ") exceeds hidden_size (", D,
+               "); nothing could be sliced");
+    const int64_t d = sliced_width(D, p.number("slicing"), round_to);
+    for (int64_t s = 0; s + 1 < c.num_sites(); ++s)
+      if (!(c.parallel_blocks() && s % 2 == 1)) c.set_site_dim(s, d);
+    if (p.boolean("slice_head")) c.set_site_dim(c.num_sites() - 1, d);
+    c.shortcuts = true;
+  };
   p.create = [](const PassOptions& o) { return std::make_unique<SliceGptPass>(o); };
   t.add(std::move(p));
 }

@@ -108,20 +108,33 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::vector<std::string> quantize_slots(const Model& m, const QuantizeOptions& o) {
-  const std::regex inc = compile(o.include, "include");
-  const bool has_exc = !o.exclude.empty();
-  const std::regex exc = has_exc ? compile(o.exclude, "exclude") : std::regex();
-  std::vector<std::string> out;
-  const auto all = m.family().linear_slots(m.config);
-  for (const auto& s : all)
-    if (std::regex_match(s, inc) && !(has_exc && std::regex_match(s, exc))) out.push_back(s);
-  PARE_CHECK(!out.empty(), "quantize: include '", o.include, "' and exclude '", o.exclude,
-             "' select no linear slot (slots are named like ", all.front(), ", blk.0.attn_q)");
+  const std::vector<std::string> out = quantize_slots(m.config, o);
   for (const auto& s : out) {
     const LinearForm& f = m.linear(s);
     PARE_CHECK(f.kind() == "dense", "quantize: slot '", s, "' is already ", f.kind(),
                "; quantize a model once (or exclude the slot)");
-    const int64_t in = f.in_features();
+  }
+  return out;
+}
+
+std::vector<std::string> quantize_slots(const ArchConfig& c, const QuantizeOptions& o) {
+  const std::regex inc = compile(o.include, "include");
+  const bool has_exc = !o.exclude.empty();
+  const std::regex exc = has_exc ? compile(o.exclude, "exclude") : std::regex();
+  std::vector<std::string> out;
+  const Family& fam = family_by_name(c.family);
+  const auto all = fam.linear_slots(c);
+  for (const auto& s : all)
+    if (std::regex_match(s, inc) && !(has_exc && std::regex_match(s, exc))) out.push_back(s);
+  PARE_CHECK(!out.empty(), "quantize: include '", o.include, "' and exclude '", o.exclude,
+             "' select no linear slot (slots are named like ", all.front(), ", blk.0.attn_q)");
+  const auto shapes = fam.expected_shapes(c);
+  for (const auto& s : out) {
+    PARE_CHECK(!c.quantized.count(s), "quantize: slot '", s,
+               "' is already quantized; quantize a model once (or exclude the slot)");
+    const auto w = shapes.find(s + ".weight");
+    PARE_ASSERT(w != shapes.end() && w->second.size() == 2, "quantize: no [out, in] weight shape for slot ", s);
+    const int64_t in = w->second[1];
     PARE_CHECK(o.format.group_size == 0 || in % o.format.group_size == 0, "quantize: group_size ",
                o.format.group_size, " does not divide the input width ", in, " of slot '", s,
                "' (use a divisor of ", in, ", or 0 for per-channel scales)");
@@ -349,6 +362,13 @@ void register_quantize(PassTable& t) {
   // Bits 5..7, bad regexes, group sizes that do not divide a slot: refused before the baseline
   // when quantize is the first pass (later, the widths are known only once earlier passes ran).
   p.check = [](const Model& m, const PassOptions& o) { quantize_slots(m, quantize_options(o)); };
+  // Planned: the selected slots at the widths earlier stages leave, then marked quantized (so a
+  // later slicegpt or a second quantize of the same slots is refused before anything runs).
+  p.plan = [](ArchConfig& c, const PassOptions& p) {
+    const QuantizeOptions o = quantize_options(p);
+    for (const auto& s : quantize_slots(c, o)) c.quantized[s] = o.format;
+    c.quant_method = o.method;
+  };
   t.add(std::move(p));
 }
 

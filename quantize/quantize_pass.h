@@ -21,6 +21,9 @@ struct QuantizeOptions {
 // is selected, a selected slot is already quantized, or the group size does not divide a selected
 // slot's input width (the message names the slot and the width).
 std::vector<std::string> quantize_slots(const Model& m, const QuantizeOptions& o);
+// The same from the config alone (widths from the family's expected shapes; quantized slots from
+// config.quantized): what the recipe's plan checks before the earlier stages have run.
+std::vector<std::string> quantize_slots(const ArchConfig& c, const QuantizeOptions& o);
 
 // Quantizes the selected slots in place: RTN needs no data; GPTQ runs `calibration` [n, C, H, W]
 // through the model layer by layer (batches of `batch_size`) and quantizes each slot with the

@@ -164,6 +164,13 @@ struct PassInfo {
   // Optional: throws InputError when the options cannot apply to the model (run before any
   // measurement, so a bad schedule fails in a second, not after the baseline).
   std::function<void(const Model&, const PassOptions&)> check;
+  // Optional: the shapes the pass will produce, from its options alone. Applies them to `planned`
+  // (the config as the earlier stages of the recipe will leave it) and throws InputError when the
+  // pass cannot apply to that config. The pipeline runs every stage's plan in order before the
+  // baseline is measured (check_recipe_plan), so a quantize group size that does not divide the
+  // width a slicegpt stage will produce, or two passes in an order that cannot work, fail at once.
+  // A pass without a plan ends the planning there (what follows it is checked when it runs).
+  std::function<void(ArchConfig& planned, const PassOptions&)> plan;
 };
 
 class PassTable {

@@ -198,6 +198,20 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const ImageDatase
   return run_pipeline(m, r, d, log);
 }
 
+size_t check_recipe_plan(const ArchConfig& c, const CompressRecipe& r) {
+  ArchConfig planned = c;
+  for (size_t i = 0; i < r.stages.size(); ++i) {
+    const PassInfo* info = PassTable::global().find(r.stages[i].pass);
+    if (!info || !info->plan) return i;
+    try {
+      info->plan(planned, r.stages[i].options);
+    } catch (const InputError& e) {
+      throw InputError(concat(r.path, ": /pipeline/", i, " (", r.stages[i].pass, "): ", e.what()));
+    }
+  }
+  return r.stages.size();
+}
+
 PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& data_in,
                             const std::function<void(const std::string&)>& log,
                             const torch::Tensor& calibration_tokens) {
@@ -210,7 +224,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
   }
   res.threads = at::get_num_threads();
   // Fail before the (slow) baseline when the first pass can already tell its options do not fit
-  // the model; later passes see shapes only known after the earlier ones ran.
+  // the model, then when a later pass cannot apply to the shapes the earlier ones will produce.
   if (!r.stages.empty()) {
     const PassInfo* info = PassTable::global().find(r.stages[0].pass);
     if (info && info->check) {
@@ -221,6 +235,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
       }
     }
   }
+  check_recipe_plan(m.config, r);
   log("measuring baseline");
   res.rows.push_back(measure_stage("baseline", m, data, r.eval));
   AnalysisManager am;

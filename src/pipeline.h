@@ -105,6 +105,12 @@ StageRow measure_stage(const std::string& name, const Model& m, const EvalData& 
 StageRow measure_stage(const std::string& name, const Model& m, const ImageDataset& test,
                        const EvalSettings& eval);
 
+// Runs every stage's PassInfo::plan in order on a copy of `c` (the shapes each stage will leave),
+// before anything is measured; InputError "RECIPE: /pipeline/I (PASS): ..." for the first stage
+// that cannot apply. Returns how many stages were planned (planning stops at a pass without a
+// plan). run_pipeline calls it.
+size_t check_recipe_plan(const ArchConfig& c, const CompressRecipe& r);
+
 // Runs every stage on `m` (edited in place). `log` gets progress lines. For LMs `data` holds the
 // test windows and ctx-level calibration tokens come from `calibration_tokens`.
 PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& data,

@@ -621,6 +621,31 @@ TEST_F(PareCli, QuantizeChainsAfterSliceGptAndNotBefore) {
   expect_rejected(args, {"blk.0.attn_q", "quantized", "dense form"});
 }
 
+// The whole recipe is checked against the shapes each stage will leave before the baseline is
+// measured (issue 17 item 8): without --quiet the one stderr line is the error, so no progress
+// (loading data, measuring the baseline) came before it.
+TEST_F(PareCli, RecipePlanIsCheckedBeforeTheBaseline) {
+  const fs::path bad = write("bad.yaml", std::string(kSliceRecipe) + "  - pass: quantize\n    group_size: 16\n");
+  expect_rejected(compress_args(model(), bad, dir_ / "out"),
+                  {"bad.yaml: /pipeline/1 (quantize)", "group_size 16", "input width 24"});
+  const fs::path rev = write("rev.yaml",
+                             "pipeline:\n  - pass: quantize\n    method: rtn\n    bits: 8\n"
+                             "    group_size: 0\n  - pass: slicegpt\n");
+  expect_rejected(compress_args(model(), rev, dir_ / "out"),
+                  {"rev.yaml: /pipeline/1 (slicegpt)", "'blk.0.attn_q' is quantized",
+                   "put quantize after slicegpt"});
+  const fs::path twice = write("twice.yaml",
+                               "pipeline:\n  - pass: quantize\n    group_size: 0\n"
+                               "  - pass: quantize\n    group_size: 0\n");
+  expect_rejected(compress_args(model(), twice, dir_ / "out"),
+                  {"twice.yaml: /pipeline/1 (quantize)", "already quantized"});
+  const fs::path tp = write("tp.yaml",
+                            "pipeline:\n  - pass: zero-tprune\n    keep_rate: 0.5\n"
+                            "  - pass: zero-tprune\n    keep_rate: 0.5\n");
+  expect_rejected(compress_args(model(), tp, dir_ / "out"),
+                  {"tp.yaml: /pipeline/1 (zero-tprune)", "already has a token-pruning schedule"});
+}
+
 TEST_F(PareCli, QuantizeBitsThreeIsARecipeError) {
   const fs::path recipe = write("q3.yaml", "pipeline:\n  - pass: quantize\n    bits: 3\n");
   expect_rejected(compress_args(model(), recipe, dir_ / "out"),
