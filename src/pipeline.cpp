@@ -236,6 +236,15 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
     }
   }
   check_recipe_plan(m.config, r);
+  // A budget on a metric this model's task does not have fails here too, not after the passes.
+  if (m.config.is_lm() && (r.budget.max_drop || r.budget.min))
+    throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
+                            "perplexity: {max_increase: PERCENT}"));
+  if (!m.config.is_lm() && r.budget.max_ppl_increase)
+    throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
+  if (m.config.is_graph() && graph_metric_name(m.config.gps.task) == "mae" && !r.budget.empty())
+    throw InputError(concat(r.path, ": /budget/accuracy: a regression model is measured by MAE; ",
+                            "an accuracy budget does not apply"));
   log("measuring baseline");
   res.rows.push_back(measure_stage("baseline", m, data, r.eval));
   AnalysisManager am;

@@ -644,6 +644,11 @@ TEST_F(PareCli, RecipePlanIsCheckedBeforeTheBaseline) {
                             "  - pass: zero-tprune\n    keep_rate: 0.5\n");
   expect_rejected(compress_args(model(), tp, dir_ / "out"),
                   {"tp.yaml: /pipeline/1 (zero-tprune)", "already has a token-pruning schedule"});
+  // A budget on a metric the model's task does not have: also before anything is measured.
+  const fs::path ppl = write("ppl.yaml", std::string(kSliceRecipe) +
+                                             "budget:\n  perplexity:\n    max_increase: 10\n");
+  expect_rejected(compress_args(model(), ppl, dir_ / "out"),
+                  {"ppl.yaml: /budget/perplexity applies to language models only"});
 }
 
 TEST_F(PareCli, QuantizeBitsThreeIsARecipeError) {
@@ -1289,6 +1294,20 @@ fs::path lm_fixture(const std::string& name) {
   return fs::path(PARE_SOURCE_DIR) / "tests/fixtures/lm" / name;
 }
 }  // namespace
+
+// An accuracy budget for a language model is refused before anything is measured.
+TEST_F(PareCli, LmAccuracyBudgetIsRefusedBeforeTheBaseline) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  const fs::path acc = write("acc.yaml", "data:\n  tokenizer: " + (d / "tok512.bin").string() +
+                                             "\npipeline:\n  - pass: quantize\n    method: rtn\n"
+                                             "    bits: 8\n    group_size: 0\n"
+                                             "budget:\n  accuracy:\n    max_drop: 1\n");
+  // --quiet: reading the evaluation text is logged first; the refusal comes before the baseline.
+  expect_rejected({"compress", "--quiet", "--model", (d / "stories260K.bin").string(), "--recipe", acc.string(),
+                   "--data", (d / "tinystories_sample.txt").string(), "--out", (dir_ / "out").string()},
+                  {"acc.yaml: /budget/accuracy: a language model is budgeted by perplexity"});
+}
 
 TEST_F(PareCli, LmGenerateEvalAndCompressOnStories260K) {
   const fs::path d = shared_data() / "llama2c";
