@@ -148,8 +148,11 @@ Runner add_compress(CLI::App& app, Common&) {
     std::cout << stage_table_markdown(res.rows);
     std::cout << "\nwrote " << a->out << "/{model.safetensors, config.json, report.json, report.md}"
               << " (" << res.threads << (res.threads == 1 ? " thread)\n" : " threads)\n");
+    // The verdict on stderr, one line, also with --quiet (stdout keeps the report); report.json
+    // has it under "budget".
     if (!res.budget_message.empty())
-      std::cout << (res.budget_ok ? "budget met: " : "BUDGET NOT MET: ") << res.budget_message << "\n";
+      std::cerr << "pare: " << (res.budget_ok ? "budget met: " : "BUDGET NOT MET: ")
+                << printable(res.budget_message, true) << "\n";
     return res.budget_ok ? 0 : 1;
   };
 }

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -60,9 +61,37 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   }
   if (j.contains("budget")) {
     FieldReader b(j["budget"], "/budget", problems);
-    b.allow("accuracy");
-    b.allow("perplexity");
+    for (const char* k : {"accuracy", "perplexity", "kl", "top1", "params", "flops", "bytes", "latency"})
+      b.allow(k);
     b.reject_unknown();
+    const nlohmann::json& bj = j["budget"];
+    // One-key sections: budget.kl.max, budget.top1.min, budget.{params,flops,bytes}.max.
+    auto one = [&](const char* section, const char* key, double lo, double hi) -> std::optional<double> {
+      if (!bj.is_object() || !bj.contains(section)) return std::nullopt;
+      FieldReader f(bj[section], concat("/budget/", section), problems);
+      const double v = f.number(key, -1, lo, hi);
+      f.reject_unknown();
+      if (!bj[section].is_object() || !bj[section].contains(key)) {
+        f.problem(key, "expected a number");
+        return std::nullopt;
+      }
+      return v >= lo ? std::optional<double>(v) : std::nullopt;
+    };
+    r.budget.max_kl = one("kl", "max", 0.0, 1e9);
+    r.budget.min_top1 = one("top1", "min", 0.0, 100.0);
+    if (auto v = one("params", "max", 1.0, 1e15)) r.budget.max_params = static_cast<int64_t>(*v);
+    if (auto v = one("flops", "max", 1.0, 1e18)) r.budget.max_flops = static_cast<int64_t>(*v);
+    if (auto v = one("bytes", "max", 1.0, 1e15)) r.budget.max_bytes = static_cast<int64_t>(*v);
+    if (bj.is_object() && bj.contains("latency")) {
+      FieldReader lt(bj["latency"], "/budget/latency", problems);
+      const double ms = lt.number("max_ms", -1, 0.0, 1e9);
+      r.budget.latency_batch = lt.integer("batch", 1, 1, 1 << 16);
+      lt.reject_unknown();
+      if (bj["latency"].is_object() && bj["latency"].contains("max_ms") && ms >= 0)
+        r.budget.max_latency_ms = ms;
+      else
+        lt.problem("max_ms", "expected a number of milliseconds");
+    }
     if (j["budget"].is_object() && j["budget"].contains("perplexity")) {
       FieldReader pp(j["budget"]["perplexity"], "/budget/perplexity", problems);
       const double mi = pp.number("max_increase", -1, 0.0, 1e6);
@@ -242,7 +271,18 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
                             "perplexity: {max_increase: PERCENT}"));
   if (!m.config.is_lm() && r.budget.max_ppl_increase)
     throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
-  if (m.config.is_graph() && graph_metric_name(m.config.gps.task) == "mae" && !r.budget.empty())
+  if (!m.config.is_lm() && (r.budget.max_kl || r.budget.min_top1))
+    throw InputError(concat(r.path, ": /budget/", r.budget.max_kl ? "kl" : "top1",
+                            " (fidelity to the dense model) applies to language models only"));
+  if (r.budget.max_latency_ms) {
+    PARE_CHECK(!m.config.is_lm() && !m.config.is_graph(), r.path,
+               ": /budget/latency applies to image models (the ones whose latency pare measures)");
+    const auto& lb = r.eval.latency_batches;
+    PARE_CHECK(std::find(lb.begin(), lb.end(), r.budget.latency_batch) != lb.end(), r.path,
+               ": /budget/latency/batch: ", r.budget.latency_batch,
+               " is not one of eval.latency_batches (add it there)");
+  }
+  if (m.config.is_graph() && graph_metric_name(m.config.gps.task) == "mae" && r.budget.has_metric())
     throw InputError(concat(r.path, ": /budget/accuracy: a regression model is measured by MAE; ",
                             "an accuracy budget does not apply"));
   log("measuring baseline");
@@ -291,39 +331,50 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
     row.notes = notes;
     res.rows.push_back(row);
   }
-  if (res.rows.front().lm) {
-    const double b = res.rows.front().perplexity, f = res.rows.back().perplexity;
-    const double inc = 100.0 * (f / b - 1.0);
-    if (r.budget.max_drop || r.budget.min)
-      throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
-                              "perplexity: {max_increase: PERCENT}"));
-    if (r.budget.max_ppl_increase && !(inc <= *r.budget.max_ppl_increase + 1e-9)) {  // NaN fails
-      res.budget_ok = false;
-      res.budget_message = concat("perplexity rose ", inc, "% (", b, " -> ", f,
-                                  "), budget max_increase ", *r.budget.max_ppl_increase, "%");
-    } else if (r.budget.max_ppl_increase) {
-      res.budget_message =
-          concat("perplexity budget met (", b, " -> ", f, ", ", inc >= 0 ? "+" : "", inc, "%)");
-    }
-    return res;
+  // The verdict: every budget the recipe sets, judged on the final stage (NaN fails).
+  std::vector<std::string> met, missed;
+  auto judge = [&](bool ok, const std::string& what) { (ok ? met : missed).push_back(what); };
+  const StageRow &first = res.rows.front(), &last = res.rows.back();
+  const Budget& bu = r.budget;
+  if (first.lm) {
+    const double b = first.perplexity, f = last.perplexity, inc = 100.0 * (f / b - 1.0);
+    if (bu.max_ppl_increase)
+      judge(inc <= *bu.max_ppl_increase + 1e-9,
+            concat("perplexity ", b, " -> ", f, " (", inc >= 0 ? "+" : "", inc, "%, max_increase ",
+                   *bu.max_ppl_increase, "%)"));
+    if (bu.max_kl)
+      judge(last.kl <= *bu.max_kl, concat("KL vs dense ", last.kl, " nats/token (max ", *bu.max_kl, ")"));
+    if (bu.min_top1)
+      judge(100.0 * last.top1 >= *bu.min_top1 - 1e-9,
+            concat("top-1 agreement with dense ", 100.0 * last.top1, "% (min ", *bu.min_top1, "%)"));
+  } else {
+    const double base = first.accuracy, fin = last.accuracy;
+    const std::string what = first.metric == "rocauc" ? "ROC-AUC" : "accuracy";
+    if (bu.max_drop)
+      judge(base - fin <= *bu.max_drop + 1e-9, concat(what, " ", base, "% -> ", fin, "% (drop ", base - fin,
+                                                       " points, max_drop ", *bu.max_drop, ")"));
+    if (bu.min) judge(fin >= *bu.min - 1e-9, concat(what, " ", fin, "% (min ", *bu.min, "%)"));
   }
-  if (r.budget.max_ppl_increase)
-    throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
-  if (res.rows.front().metric == "mae" && !r.budget.empty())
-    throw InputError(concat(r.path, ": /budget/accuracy: a regression model is measured by MAE; ",
-                            "an accuracy budget does not apply"));
-  const double base = res.rows.front().accuracy, fin = res.rows.back().accuracy;
-  const std::string what = res.rows.front().metric == "rocauc" ? "ROC-AUC" : "accuracy";
-  if (r.budget.max_drop && !(base - fin <= *r.budget.max_drop + 1e-9)) {  // NaN fails
-    res.budget_ok = false;
-    res.budget_message = concat(what, " dropped ", base - fin, " points (", base, "% -> ", fin,
-                                "%), budget max_drop ", *r.budget.max_drop);
-  } else if (r.budget.min && !(fin >= *r.budget.min - 1e-9)) {
-    res.budget_ok = false;
-    res.budget_message = concat(what, " ", fin, "% is below the budget min ", *r.budget.min, "%");
-  } else if (!r.budget.empty()) {
-    res.budget_message = concat(what, " budget met (", base, "% -> ", fin, "%)");
+  if (bu.max_params) judge(last.params <= *bu.max_params, concat("params ", last.params, " (max ", *bu.max_params, ")"));
+  if (bu.max_flops) judge(last.flops <= *bu.max_flops, concat("FLOPs ", last.flops, " (max ", *bu.max_flops, ")"));
+  if (bu.max_bytes) judge(last.bytes <= *bu.max_bytes, concat("bytes ", last.bytes, " (max ", *bu.max_bytes, ")"));
+  if (bu.max_latency_ms) {
+    double ms = std::nan("");
+    for (const auto& [b, t] : last.latency_ms)
+      if (b == bu.latency_batch) ms = t;
+    judge(ms <= *bu.max_latency_ms, concat("latency b", bu.latency_batch, " ", ms, " ms (max ",
+                                           *bu.max_latency_ms, " ms; ", res.threads, " threads)"));
   }
+  res.budget_ok = missed.empty();
+  auto join = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : "; ") + x;
+    return out;
+  };
+  if (!missed.empty())
+    res.budget_message = join(missed) + (met.empty() ? "" : concat(" (within budget: ", join(met), ")"));
+  else if (!met.empty())
+    res.budget_message = join(met);
   return res;
 }
 

@@ -18,7 +18,19 @@ struct Budget {
   std::optional<double> max_drop;  // accuracy points (percent) below the baseline
   std::optional<double> min;       // accuracy in percent
   std::optional<double> max_ppl_increase;  // LMs: perplexity increase over the baseline, percent
-  bool empty() const { return !max_drop && !min && !max_ppl_increase; }
+  // LMs: fidelity to the dense model on the evaluation tokens (a model compressed into gibberish
+  // fails these even where its perplexity on the text is not budgeted).
+  std::optional<double> max_kl;    // mean KL(dense ‖ compressed) per token, nats
+  std::optional<double> min_top1;  // top-1 agreement with the dense model, percent
+  // Ceilings on the final model, any task.
+  std::optional<int64_t> max_params, max_flops, max_bytes;  // FLOPs per image / graph / token
+  std::optional<double> max_latency_ms;  // median latency at latency_batch (image models)
+  int64_t latency_batch = 1;
+  // Whether a metric budget (accuracy, perplexity, KL, top-1) is set; ceilings aside.
+  bool has_metric() const { return max_drop || min || max_ppl_increase || max_kl || min_top1; }
+  bool empty() const {
+    return !has_metric() && !max_params && !max_flops && !max_bytes && !max_latency_ms;
+  }
 };
 
 struct EvalSettings {

@@ -664,7 +664,8 @@ TEST_F(PareCli, BudgetNotMetExitsOneAndStillWritesOutputs) {
   Proc r = pare(args);
   SCOPED_TRACE(describe(r));
   EXPECT_EQ(r.code, 1);
-  auto ls = lines_of(r.out);
+  EXPECT_FALSE(contains(r.out, "BUDGET")) << "the verdict goes to stderr; stdout keeps the report";
+  auto ls = lines_of(r.err);
   auto it = std::find_if(ls.begin(), ls.end(), [](const std::string& l) {
     return contains(l, "BUDGET NOT MET");
   });
@@ -676,6 +677,53 @@ TEST_F(PareCli, BudgetNotMetExitsOneAndStillWritesOutputs) {
   json rep = json::parse(read_file(out / "report.json"));
   EXPECT_EQ(rep["budget"]["ok"], false);
   EXPECT_TRUE(contains(rep["budget"]["message"].get<std::string>(), "accuracy"));
+}
+
+// Ceilings on the final model (params, FLOPs, bytes, latency) are budgets too, judged with the
+// metric budget; the verdict is one stderr line, also with --quiet (issue 17 item 6).
+TEST_F(PareCli, CeilingBudgetsAreJudgedAndTheVerdictGoesToStderr) {
+  const fs::path tight = write("tight.yaml", std::string(kSliceRecipe) +
+                                                 "budget:\n  accuracy:\n    max_drop: 100\n"
+                                                 "  params:\n    max: 1\n");
+  auto args = compress_args(model(), tight, dir_ / "t");
+  args.push_back("--quiet");
+  Proc r = pare(args);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  json rep = json::parse(read_file(dir_ / "t" / "report.json"));
+  const int64_t params = rep["stages"][1]["params"];
+  EXPECT_EQ(r.err.rfind("pare: BUDGET NOT MET: params " + std::to_string(params) +
+                            " (max 1) (within budget: accuracy ", 0),
+            0u)
+      << describe(r);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
+  EXPECT_EQ("pare: BUDGET NOT MET: " + rep["budget"]["message"].get<std::string>() + "\n", r.err);
+  EXPECT_EQ(rep["budget"]["ok"], false);
+  const fs::path loose = write("loose.yaml", std::string(kSliceRecipe) +
+                                                 "budget:\n  bytes:\n    max: 100000000\n"
+                                                 "  latency:\n    max_ms: 100000\n    batch: 1\n");
+  args = compress_args(model(), loose, dir_ / "l");
+  args.push_back("--quiet");
+  r = pare(args);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: budget met: bytes ")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "; latency b1 ")) << describe(r);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << describe(r);
+  EXPECT_FALSE(contains(r.out, "budget")) << describe(r);
+  // Refused before anything runs: fidelity budgets on a classifier, a latency batch not measured,
+  // a ceiling without its number.
+  expect_rejected(compress_args(model(), write("kl.yaml", std::string(kSliceRecipe) +
+                                                              "budget:\n  kl:\n    max: 0.1\n"),
+                                dir_ / "out"),
+                  {"kl.yaml: /budget/kl (fidelity to the dense model) applies to language models only"});
+  expect_rejected(compress_args(model(), write("lat.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  latency:\n    max_ms: 5\n"
+                                                               "    batch: 7\n"),
+                                dir_ / "out"),
+                  {"lat.yaml: /budget/latency/batch: 7 is not one of eval.latency_batches"});
+  expect_rejected(compress_args(model(), write("np.yaml", std::string(kSliceRecipe) +
+                                                              "budget:\n  params: {}\n"),
+                                dir_ / "out"),
+                  {"np.yaml", "/budget/params/max", "expected a number"});
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1307,6 +1355,31 @@ TEST_F(PareCli, LmAccuracyBudgetIsRefusedBeforeTheBaseline) {
   expect_rejected({"compress", "--quiet", "--model", (d / "stories260K.bin").string(), "--recipe", acc.string(),
                    "--data", (d / "tinystories_sample.txt").string(), "--out", (dir_ / "out").string()},
                   {"acc.yaml: /budget/accuracy: a language model is budgeted by perplexity"});
+}
+
+// An LM budgeted by fidelity to the dense model: 4-bit per-channel RTN moves the logits, so a
+// KL ceiling of 1e-9 nats fails while a loose one (with top-1 agreement) passes.
+TEST_F(PareCli, LmFidelityBudgetsCanFail) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  const std::string head = "data:\n  tokenizer: " + (d / "tok512.bin").string() +
+                           "\npipeline:\n  - pass: quantize\n    method: rtn\n    bits: 4\n"
+                           "    group_size: 0\neval:\n  seq_len: 64\n  limit: 4\n";
+  const fs::path strict = write("strict.yaml", head + "budget:\n  kl:\n    max: 1.0e-9\n");
+  Proc r = pare({"compress", "--quiet", "--model", (d / "stories260K.bin").string(), "--recipe",
+                 strict.string(), "--data", (d / "tinystories_sample.txt").string(), "--out",
+                 (dir_ / "s").string()});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: BUDGET NOT MET: KL vs dense ")) << describe(r);
+  json rep = json::parse(read_file(dir_ / "s" / "report.json"));
+  EXPECT_GT(rep["stages"][1]["kl_vs_baseline"].get<double>(), 1e-9);
+  const fs::path loose = write("loose.yaml", head + "budget:\n  kl:\n    max: 10\n  top1:\n    min: 1\n");
+  r = pare({"compress", "--quiet", "--model", (d / "stories260K.bin").string(), "--recipe",
+            loose.string(), "--data", (d / "tinystories_sample.txt").string(), "--out",
+            (dir_ / "l").string()});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: budget met: KL vs dense ")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "; top-1 agreement with dense ")) << describe(r);
 }
 
 TEST_F(PareCli, LmGenerateEvalAndCompressOnStories260K) {
