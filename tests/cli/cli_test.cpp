@@ -1382,6 +1382,29 @@ TEST_F(PareCli, LmFidelityBudgetsCanFail) {
   EXPECT_TRUE(contains(r.err, "; top-1 agreement with dense ")) << describe(r);
 }
 
+// The shipped stories260K recipe measures the model on TinyStories text with perplexity, KL and
+// top-1 budgets: int8 meets them, int4 per-channel (a model gone noticeably wrong) fails them.
+TEST_F(PareCli, ShippedStories260KRecipeBudgetsFailABrokenModel) {
+  const fs::path d = shared_data() / "llama2c";
+  if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
+  if (fs::path(PARE_SOURCE_DIR) / "../shared/data" != shared_data()) GTEST_SKIP() << "data elsewhere";
+  auto run = [&](const std::string& bits, const std::string& out) {
+    return run_pare({"compress", "--quiet", "--model", "../shared/data/llama2c/stories260K.bin",
+                     "--recipe", "recipes/stories260K.yaml", "--set", "pipeline.0.bits=" + bits,
+                     "--out", (dir_ / out).string()},
+                    PARE_SOURCE_DIR, dir_ / "cap");
+  };
+  Proc r = run("8", "q8");
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: budget met: perplexity ")) << describe(r);
+  const json rep = json::parse(read_file(dir_ / "q8" / "report.json"));
+  EXPECT_TRUE(contains(rep["inputs"]["data"].get<std::string>(), "tinystories_sample.txt"));
+  r = run("4", "q4");
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: BUDGET NOT MET: ")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "KL vs dense")) << describe(r);
+}
+
 TEST_F(PareCli, LmGenerateEvalAndCompressOnStories260K) {
   const fs::path d = shared_data() / "llama2c";
   if (!fs::exists(d / "stories260K.bin")) GTEST_SKIP() << "no " << d;
