@@ -61,10 +61,45 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   }
   if (j.contains("budget")) {
     FieldReader b(j["budget"], "/budget", problems);
+    const nlohmann::json& bj = j["budget"];
+    // The general form: {metric: NAME, and one bound of that metric}.
+    const std::string metric = b.string("metric", "", {"accuracy", "rocauc", "perplexity", "kl", "top1", "mae"});
+    if (!metric.empty()) {
+      r.budget.metric = metric;
+      const bool pct = metric == "accuracy" || metric == "rocauc" || metric == "top1";
+      const double md = b.number("max_drop", -1, 0.0, 100.0), mn = b.number("min", -1, 0.0, pct ? 100.0 : 1e9);
+      const double mi = b.number("max_increase_pct", -1, 0.0, 1e6), mx = b.number("max", -1, 0.0, 1e18);
+      auto given = [&](const char* k) { return bj.is_object() && bj.contains(k); };
+      auto only = [&](std::initializer_list<const char*> ok) {
+        for (const char* k : {"max_drop", "min", "max_increase_pct", "max"}) {
+          bool allowed = false;
+          for (const char* o : ok) allowed = allowed || std::string(o) == k;
+          if (given(k) && !allowed) b.problem(k, concat("does not apply to metric ", metric));
+        }
+      };
+      if (metric == "accuracy" || metric == "rocauc") {
+        only({"max_drop", "min"});
+        if (given("max_drop") && md >= 0) r.budget.max_drop = md;
+        if (given("min") && mn >= 0) r.budget.min = mn;
+      } else if (metric == "perplexity") {
+        only({"max_increase_pct"});
+        if (given("max_increase_pct") && mi >= 0) r.budget.max_ppl_increase = mi;
+      } else if (metric == "kl" || metric == "mae") {
+        only({"max"});
+        if (given("max") && mx >= 0) (metric == "kl" ? r.budget.max_kl : r.budget.max_mae) = mx;
+      } else {  // top1
+        only({"min"});
+        if (given("min") && mn >= 0) r.budget.min_top1 = mn;
+      }
+      if (!given("max_drop") && !given("min") && !given("max_increase_pct") && !given("max"))
+        b.problem("metric", concat("needs a bound beside it (", metric == "perplexity" ? "max_increase_pct"
+                                   : metric == "kl" || metric == "mae"               ? "max"
+                                   : metric == "top1"                                 ? "min"
+                                                                                      : "max_drop or min", ")"));
+    }
     for (const char* k : {"accuracy", "perplexity", "kl", "top1", "params", "flops", "bytes", "latency"})
       b.allow(k);
     b.reject_unknown();
-    const nlohmann::json& bj = j["budget"];
     // One-key sections: budget.kl.max, budget.top1.min, budget.{params,flops,bytes}.max.
     auto one = [&](const char* section, const char* key, double lo, double hi) -> std::optional<double> {
       if (!bj.is_object() || !bj.contains(section)) return std::nullopt;
@@ -266,6 +301,17 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
   }
   check_recipe_plan(m.config, r);
   // A budget on a metric this model's task does not have fails here too, not after the passes.
+  if (!r.budget.metric.empty()) {
+    const std::vector<std::string> has =
+        m.config.is_lm()      ? std::vector<std::string>{"perplexity", "kl", "top1"}
+        : m.config.is_graph() ? std::vector<std::string>{graph_metric_name(m.config.gps.task)}
+                              : std::vector<std::string>{"accuracy"};
+    std::string list;
+    for (const auto& x : has) list += (list.empty() ? "" : ", ") + x;
+    PARE_CHECK(std::find(has.begin(), has.end(), r.budget.metric) != has.end(), r.path,
+               ": /budget/metric: ", r.budget.metric, " is not a metric of this model's task (",
+               m.config.family, " model: ", list, ")");
+  }
   if (m.config.is_lm() && (r.budget.max_drop || r.budget.min))
     throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
                             "perplexity: {max_increase: PERCENT}"));
@@ -282,7 +328,8 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
                ": /budget/latency/batch: ", r.budget.latency_batch,
                " is not one of eval.latency_batches (add it there)");
   }
-  if (m.config.is_graph() && graph_metric_name(m.config.gps.task) == "mae" && r.budget.has_metric())
+  if (m.config.is_graph() && graph_metric_name(m.config.gps.task) == "mae" && r.budget.has_metric() &&
+      !r.budget.max_mae)
     throw InputError(concat(r.path, ": /budget/accuracy: a regression model is measured by MAE; ",
                             "an accuracy budget does not apply"));
   log("measuring baseline");
@@ -354,6 +401,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
       judge(base - fin <= *bu.max_drop + 1e-9, concat(what, " ", base, "% -> ", fin, "% (drop ", base - fin,
                                                        " points, max_drop ", *bu.max_drop, ")"));
     if (bu.min) judge(fin >= *bu.min - 1e-9, concat(what, " ", fin, "% (min ", *bu.min, "%)"));
+    if (bu.max_mae) judge(fin <= *bu.max_mae, concat("MAE ", fin, " (max ", *bu.max_mae, ")"));
   }
   if (bu.max_params) judge(last.params <= *bu.max_params, concat("params ", last.params, " (max ", *bu.max_params, ")"));
   if (bu.max_flops) judge(last.flops <= *bu.max_flops, concat("FLOPs ", last.flops, " (max ", *bu.max_flops, ")"));

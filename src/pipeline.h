@@ -26,8 +26,15 @@ struct Budget {
   std::optional<int64_t> max_params, max_flops, max_bytes;  // FLOPs per image / graph / token
   std::optional<double> max_latency_ms;  // median latency at latency_batch (image models)
   int64_t latency_batch = 1;
+  // The general form {metric: NAME, max_drop | min | max_increase_pct | max: X}: the metric named
+  // (accuracy, rocauc, perplexity, kl, top1, mae), checked against the model's task before
+  // anything runs; its bound lands in the fields above (mae: max_mae).
+  std::string metric;
+  std::optional<double> max_mae;
   // Whether a metric budget (accuracy, perplexity, KL, top-1) is set; ceilings aside.
-  bool has_metric() const { return max_drop || min || max_ppl_increase || max_kl || min_top1; }
+  bool has_metric() const {
+    return max_drop || min || max_ppl_increase || max_kl || min_top1 || max_mae;
+  }
   bool empty() const {
     return !has_metric() && !max_params && !max_flops && !max_bytes && !max_latency_ms;
   }

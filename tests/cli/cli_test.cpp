@@ -726,6 +726,43 @@ TEST_F(PareCli, CeilingBudgetsAreJudgedAndTheVerdictGoesToStderr) {
                   {"np.yaml", "/budget/params/max", "expected a number"});
 }
 
+// The general budget form names the metric; the old keys keep working. A metric the model's task
+// does not have, a bound that does not fit the metric, or no bound are refused before the run.
+TEST_F(PareCli, BudgetNamesAnyMetricOfTheTask) {
+  const fs::path ok = write("ok.yaml", std::string(kSliceRecipe) +
+                                           "budget:\n  metric: accuracy\n  max_drop: 100\n");
+  std::vector<std::string> args = compress_args(model(), ok, dir_ / "ok");
+  args.push_back("--quiet");
+  Proc r = pare(args);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: budget met: accuracy ")) << describe(r);
+  const fs::path miss = write("miss.yaml", std::string(kSliceRecipe) +
+                                               "budget:\n  metric: accuracy\n  min: 99.9\n");
+  args = compress_args(model(), miss, dir_ / "miss");
+  args.push_back("--quiet");
+  r = pare(args);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, "(min 99.9%)")) << describe(r);
+  expect_rejected(compress_args(model(), write("ppl.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  metric: perplexity\n"
+                                                               "  max_increase_pct: 10\n"),
+                                dir_ / "out"),
+                  {"ppl.yaml: /budget/metric: perplexity is not a metric of this model's task (vit "
+                   "model: accuracy)"});
+  expect_rejected(compress_args(model(), write("nob.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  metric: accuracy\n"),
+                                dir_ / "out"),
+                  {"nob.yaml", "/budget/metric", "needs a bound beside it (max_drop or min)"});
+  expect_rejected(compress_args(model(), write("bad.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  metric: accuracy\n  max: 3\n"),
+                                dir_ / "out"),
+                  {"bad.yaml", "/budget/max", "does not apply to metric accuracy"});
+  expect_rejected(compress_args(model(), write("unk.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  metric: bleu\n  min: 3\n"),
+                                dir_ / "out"),
+                  {"unk.yaml", "/budget/metric", "bleu"});
+}
+
 // ------------------------------------------------------------------------------------------------
 // Bad model input: exit 2, one line naming the file, nothing written.
 
