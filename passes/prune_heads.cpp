@@ -361,6 +361,41 @@ void register_prune_heads(PassTable& t) {
   };
   p.create = [](const PassOptions& o) { return std::make_unique<PruneHeadsPass>(o); };
   p.check = [](const Model& m, const PassOptions& o) { (void)plan_head_pruning(m, options_of(o)); };
+  // Planned from the config: the pruned layers' attention slots must still be dense (quantize
+  // after prune-heads, not before); with scope per-layer the head counts follow from the options
+  // as plan_head_pruning computes them; with scope global they depend on the scores, so the
+  // planning of later stages stops here. Options the plan cannot judge are left to check/run.
+  p.plan = [](ArchConfig& c, const PassOptions& po) -> bool {
+    const PruneHeadsOptions o = options_of(po);
+    const int64_t L = c.num_hidden_layers;
+    std::vector<int64_t> layers = o.layers;
+    if (layers.empty())
+      for (int64_t l = 0; l < L; ++l)
+        if (c.layers[l].heads > 0) layers.push_back(l);
+    for (int64_t l : layers) {
+      if (l < 0 || l >= L) return false;
+      for (const char* s : {"attn_q", "attn_k", "attn_v", "attn_o"}) {
+        const std::string slot = concat("blk.", l, ".", s);
+        PARE_CHECK(!c.quantized.count(slot), "prune-heads: slot '", slot,
+                   "' is quantized; prune-heads needs the dense form (put quantize after prune-heads)");
+      }
+    }
+    if (o.scope != "per-layer" || (o.keep.size() > 1 && o.keep.size() != layers.size())) return false;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      LayerDims& d = c.layers[layers[i]];
+      const bool grouped = d.kv_heads > 0 && d.kv_heads != d.heads;
+      const int64_t group = grouped ? d.heads / d.kv_heads : 1, units = d.heads / group;
+      int64_t keep_units = units - std::min<int64_t>(units - 1, std::llround(o.sparsity * double(units)));
+      if (!o.keep.empty()) {
+        const int64_t k = o.keep.size() == 1 ? o.keep[0] : o.keep[i];
+        if (k < 1 || k > d.heads || k % group != 0) return false;
+        keep_units = k / group;
+      }
+      d.heads = keep_units * group;
+      d.kv_heads = grouped ? keep_units : d.heads;
+    }
+    return true;
+  };
   t.add(std::move(p));
 }
 

@@ -432,7 +432,7 @@ void register_slicegpt(PassTable& t) {
   p.check = [](const Model& m, const PassOptions&) { check_foldable(m.config); };
   // The shapes slice_gpt will leave: every residual site (the head's only with slice_head) at
   // sliced_width, shortcut matrices; refused as slice_gpt refuses (sliced or quantized models).
-  p.plan = [](ArchConfig& c, const PassOptions& p) {
+  p.plan = [](ArchConfig& c, const PassOptions& p) -> bool {
     check_foldable(c);
     PARE_CHECK(!c.shortcuts, "slicegpt: the model is already sliced (has shortcut matrices); ",
                "slice the original model instead");
@@ -447,6 +447,7 @@ void register_slicegpt(PassTable& t) {
       if (!(c.parallel_blocks() && s % 2 == 1)) c.set_site_dim(s, d);
     if (p.boolean("slice_head")) c.set_site_dim(c.num_sites() - 1, d);
     c.shortcuts = true;
+    return true;
   };
   p.create = [](const PassOptions& o) { return std::make_unique<SliceGptPass>(o); };
   t.add(std::move(p));

@@ -211,10 +211,11 @@ void register_zero_tprune(PassTable& t) {
     (void)zero_tprune_schedule(m.config, options_of(o));
   };
   // Planned: the schedule on the config earlier stages leave (weights keep their shapes).
-  p.plan = [](ArchConfig& c, const PassOptions& o) {
+  p.plan = [](ArchConfig& c, const PassOptions& o) -> bool {
     PARE_CHECK(c.token_pruning.empty(), "zero-tprune: the model already has a token-pruning ",
                "schedule (an earlier zero-tprune stage or config.json pare.token_pruning)");
     c.token_pruning = zero_tprune_schedule(c, options_of(o));
+    return true;
   };
   t.add(std::move(p));
 }

@@ -364,10 +364,11 @@ void register_quantize(PassTable& t) {
   p.check = [](const Model& m, const PassOptions& o) { quantize_slots(m, quantize_options(o)); };
   // Planned: the selected slots at the widths earlier stages leave, then marked quantized (so a
   // later slicegpt or a second quantize of the same slots is refused before anything runs).
-  p.plan = [](ArchConfig& c, const PassOptions& p) {
+  p.plan = [](ArchConfig& c, const PassOptions& p) -> bool {
     const QuantizeOptions o = quantize_options(p);
     for (const auto& s : quantize_slots(c, o)) c.quantized[s] = o.format;
     c.quant_method = o.method;
+    return true;
   };
   t.add(std::move(p));
 }

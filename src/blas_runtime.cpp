@@ -171,7 +171,10 @@ BlasCoreDecision decide_blas_core(const CpuFeatures& cpu, const std::string& loa
                       isa_name(can), ")");
     return d;
   }
-  if (env_coretype && policy == "auto") {
+  // An OPENBLAS_CORETYPE that OpenBLAS did not take (a name it does not know: it then detects the
+  // CPU itself) is no user choice to honour.
+  const bool user_core = env_coretype && lower(env_coretype) == lower(loaded_core);
+  if (user_core && policy == "auto") {
     d.reason = concat("OPENBLAS_CORETYPE=", env_coretype, " set by the environment is honoured");
     return d;
   }
@@ -214,8 +217,10 @@ BlasInfo blas_info() {
     info.chosen_by = "the BLAS itself";
   else if (reexec)
     info.chosen_by = concat("pare (OpenBLAS had chosen ", reexec, ")");
-  else if (coretype)
+  else if (coretype && lower(coretype) == lower(info.core))
     info.chosen_by = concat("OPENBLAS_CORETYPE=", coretype, " from the environment");
+  else if (coretype)
+    info.chosen_by = concat("OpenBLAS (OPENBLAS_CORETYPE='", coretype, "' is not a core it knows)");
   else
     info.chosen_by = "OpenBLAS";
   return info;

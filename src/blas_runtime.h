@@ -12,10 +12,11 @@
 // once with OPENBLAS_CORETYPE set to the best core for this CPU.
 //
 // Policy (environment variable PARE_BLAS_CORE):
-//   unset or "auto"  fix a fallback, but honour an OPENBLAS_CORETYPE the user set;
+//   unset or "auto"  fix a fallback, but honour an OPENBLAS_CORETYPE the user set (one that
+//                    OpenBLAS took: an unknown name counts as unset);
 //   "best"           always run on the best core for this CPU (overrides OPENBLAS_CORETYPE);
 //   "keep"           never change anything (what OpenBLAS or OPENBLAS_CORETYPE chose).
-// Any other value is a usage error (exit 2). A re-executed process carries PARE_BLAS_REEXEC
+// Values are read in any case; any other value is a usage error (exit 2). A re-executed process carries PARE_BLAS_REEXEC
 // (what OpenBLAS had chosen), so it never re-executes again and reports why it runs where it does.
 #pragma once
 

@@ -755,7 +755,7 @@ ArchConfig load_config(const std::string& path) {
       if (v->size() == 1 && channels > 1) v->assign(channels, v->front());
       PARE_CHECK(static_cast<int64_t>(v->size()) == channels, pre, ": ",
                  v == &mean ? "image_mean" : "image_std", ": expected ", channels,
-                 " values (num_channels in config.json), got ", v->size());
+                 " value(s) (num_channels in config.json), got ", v->size());
     }
     for (double s : std)
       PARE_CHECK(s > 0, pre, ": image_std: expected positive values, got ", s);
@@ -791,6 +791,7 @@ std::pair<std::vector<double>, std::vector<double>> read_preprocessor_normalizat
   auto list = [&](const char* key) {
     std::vector<double> v;
     if (!p.contains(key)) return std::vector<double>{0.5};  // ViTImageProcessor's default
+    if (p[key].is_number()) return std::vector<double>{p[key].get<double>()};  // one for all channels
     PARE_CHECK(p[key].is_array() && !p[key].empty(), path, ": ", key,
                ": expected a list of numbers (one per channel), got ", p[key].dump());
     for (const auto& x : p[key]) {

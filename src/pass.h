@@ -169,8 +169,9 @@ struct PassInfo {
   // pass cannot apply to that config. The pipeline runs every stage's plan in order before the
   // baseline is measured (check_recipe_plan), so a quantize group size that does not divide the
   // width a slicegpt stage will produce, or two passes in an order that cannot work, fail at once.
-  // A pass without a plan ends the planning there (what follows it is checked when it runs).
-  std::function<void(ArchConfig& planned, const PassOptions&)> plan;
+  // Returns false when the shapes depend on data (e.g. heads ranked across the whole model): the
+  // planning ends there, as it does at a pass without a plan (what follows is checked when it runs).
+  std::function<bool(ArchConfig& planned, const PassOptions&)> plan;
 };
 
 class PassTable {

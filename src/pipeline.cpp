@@ -112,8 +112,9 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
       }
       return v >= lo ? std::optional<double>(v) : std::nullopt;
     };
-    r.budget.max_kl = one("kl", "max", 0.0, 1e9);
-    r.budget.min_top1 = one("top1", "min", 0.0, 100.0);
+    // (Assigned only when given: the general form above may have set them already.)
+    if (auto v = one("kl", "max", 0.0, 1e9)) r.budget.max_kl = v;
+    if (auto v = one("top1", "min", 0.0, 100.0)) r.budget.min_top1 = v;
     if (auto v = one("params", "max", 1.0, 1e15)) r.budget.max_params = static_cast<int64_t>(*v);
     if (auto v = one("flops", "max", 1.0, 1e18)) r.budget.max_flops = static_cast<int64_t>(*v);
     if (auto v = one("bytes", "max", 1.0, 1e15)) r.budget.max_bytes = static_cast<int64_t>(*v);
@@ -268,7 +269,7 @@ size_t check_recipe_plan(const ArchConfig& c, const CompressRecipe& r) {
     const PassInfo* info = PassTable::global().find(r.stages[i].pass);
     if (!info || !info->plan) return i;
     try {
-      info->plan(planned, r.stages[i].options);
+      if (!info->plan(planned, r.stages[i].options)) return i + 1;
     } catch (const InputError& e) {
       throw InputError(concat(r.path, ": /pipeline/", i, " (", r.stages[i].pass, "): ", e.what()));
     }
@@ -314,7 +315,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
   }
   if (m.config.is_lm() && (r.budget.max_drop || r.budget.min))
     throw InputError(concat(r.path, ": /budget/accuracy: a language model is budgeted by ",
-                            "perplexity: {max_increase: PERCENT}"));
+                            "perplexity: {max_increase: PERCENT}, kl: {max: NATS} or top1: {min: PERCENT}"));
   if (!m.config.is_lm() && r.budget.max_ppl_increase)
     throw InputError(concat(r.path, ": /budget/perplexity applies to language models only"));
   if (!m.config.is_lm() && (r.budget.max_kl || r.budget.min_top1))
@@ -411,7 +412,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r, const EvalData& d
     for (const auto& [b, t] : last.latency_ms)
       if (b == bu.latency_batch) ms = t;
     judge(ms <= *bu.max_latency_ms, concat("latency b", bu.latency_batch, " ", ms, " ms (max ",
-                                           *bu.max_latency_ms, " ms; ", res.threads, " threads)"));
+                                           *bu.max_latency_ms, " ms; ", res.threads, res.threads == 1 ? " thread)" : " threads)"));
   }
   res.budget_ok = missed.empty();
   auto join = [](const std::vector<std::string>& v) {

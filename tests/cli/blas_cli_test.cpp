@@ -93,6 +93,13 @@ TEST_F(BlasCli, UsersCoreTypeIsHonouredAndFlagged) {
   EXPECT_TRUE(has(keep.out, "GEMM kernel: Prescott (SSE)")) << show(keep);
 }
 
+TEST_F(BlasCli, UnknownCoreTypeIsNotCreditedToTheEnvironment) {
+  const KernelRun r = pare_with_env("OPENBLAS_CORETYPE=Bogus", "--version");
+  ASSERT_EQ(r.code, 0) << show(r);
+  EXPECT_TRUE(has(r.out, "chosen by OpenBLAS (OPENBLAS_CORETYPE='Bogus' is not a core it knows)")) << show(r);
+  EXPECT_FALSE(has(r.out, "BELOW")) << show(r);
+}
+
 TEST_F(BlasCli, BadPolicyIsAUsageError) {
   const KernelRun r = pare_with_env("PARE_BLAS_CORE=fastest", "--version");
   EXPECT_EQ(r.code, 2) << show(r);

@@ -644,6 +644,20 @@ TEST_F(PareCli, RecipePlanIsCheckedBeforeTheBaseline) {
                             "  - pass: zero-tprune\n    keep_rate: 0.5\n");
   expect_rejected(compress_args(model(), tp, dir_ / "out"),
                   {"tp.yaml: /pipeline/1 (zero-tprune)", "already has a token-pruning schedule"});
+  // prune-heads (per-layer scope) plans its head counts: 2 heads of 16 → 1, so attn_o's input is
+  // 16 wide and a group size of 32 cannot apply; quantized attention cannot be pruned.
+  const fs::path ph = write("ph.yaml",
+                            "pipeline:\n  - pass: prune-heads\n    sparsity: 0.5\n"
+                            "  - pass: quantize\n    group_size: 32\n");
+  expect_rejected(compress_args(model(), ph, dir_ / "out"),
+                  {"ph.yaml: /pipeline/1 (quantize)", "group_size 32", "input width 16",
+                   "'blk.0.attn_o'"});
+  const fs::path qp = write("qp.yaml",
+                            "pipeline:\n  - pass: quantize\n    group_size: 0\n"
+                            "  - pass: prune-heads\n    sparsity: 0.5\n");
+  expect_rejected(compress_args(model(), qp, dir_ / "out"),
+                  {"qp.yaml: /pipeline/1 (prune-heads)", "'blk.0.attn_q' is quantized",
+                   "put quantize after prune-heads"});
   // A budget on a metric the model's task does not have: also before anything is measured.
   const fs::path ppl = write("ppl.yaml", std::string(kSliceRecipe) +
                                              "budget:\n  perplexity:\n    max_increase: 10\n");
@@ -1417,6 +1431,19 @@ TEST_F(PareCli, LmFidelityBudgetsCanFail) {
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_TRUE(contains(r.err, "pare: budget met: KL vs dense ")) << describe(r);
   EXPECT_TRUE(contains(r.err, "; top-1 agreement with dense ")) << describe(r);
+  // The general form judges the same figures (it was once overwritten by the absent old keys).
+  for (const std::string& b : {std::string("budget:\n  metric: top1\n  min: 99.9\n"),
+                               std::string("budget:\n  metric: kl\n  max: 1.0e-9\n")}) {
+    const fs::path g = write("general.yaml", head + b);
+    r = pare({"compress", "--quiet", "--model", (d / "stories260K.bin").string(), "--recipe",
+              g.string(), "--data", (d / "tinystories_sample.txt").string(), "--out",
+              (dir_ / "g").string()});
+    EXPECT_EQ(r.code, 1) << describe(r);
+    EXPECT_TRUE(contains(r.err, "pare: BUDGET NOT MET: ")) << describe(r);
+    EXPECT_TRUE(contains(r.err, b.find("top1") != std::string::npos ? "top-1 agreement" : "KL vs dense"))
+        << describe(r);
+    fs::remove_all(dir_ / "g");
+  }
 }
 
 // The shipped stories260K recipe measures the model on TinyStories text with perplexity, KL and

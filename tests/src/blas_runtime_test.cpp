@@ -86,6 +86,10 @@ TEST(BlasRuntime, DecisionTable) {
   EXPECT_TRUE(d.reexec);
   EXPECT_EQ(d.coretype, "Cooperlake");
   EXPECT_FALSE(decide_blas_core(spr, "Cooperlake", "Cooperlake", "best", nullptr).reexec);
+  // A name OpenBLAS does not know (it then detected the CPU itself) is no choice to honour.
+  d = decide_blas_core(spr, "Prescott", "Bogus", nullptr, nullptr);
+  EXPECT_TRUE(d.reexec) << d.reason;
+  EXPECT_EQ(d.coretype, "Cooperlake");
   // keep, a re-executed process, a BLAS that is not OpenBLAS, an unknown core: nothing changes.
   EXPECT_FALSE(decide_blas_core(spr, "Prescott", nullptr, "keep", nullptr).reexec);
   EXPECT_FALSE(decide_blas_core(spr, "Prescott", "Cooperlake", "best", "Prescott").reexec);

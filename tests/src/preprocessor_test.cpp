@@ -56,6 +56,13 @@ TEST_F(Preprocessor, MeanAndStdAreReadAndUsedByEvaluation) {
   EXPECT_EQ(again.config.image_std, std::vector<double>{0.3});
 }
 
+TEST_F(Preprocessor, SingleNumbersApplyToEveryChannel) {
+  write_pre(R"({"image_mean": 0.25, "image_std": 0.75})");
+  const Model m = load_model(dir_.string());
+  EXPECT_EQ(m.config.image_mean, std::vector<double>{0.25});
+  EXPECT_EQ(m.config.image_std, std::vector<double>{0.75});
+}
+
 TEST_F(Preprocessor, DoNormalizeFalseMeansPixelsOverTwoFiftyFive) {
   write_pre(R"({"do_normalize": false, "image_mean": [0.2], "image_std": [0.3]})");
   const Model m = load_model(dir_.string());
@@ -84,7 +91,7 @@ TEST_F(Preprocessor, BadFilesAreRefusedByName) {
       {R"({"rescale_factor": 1.0})", "rescale_factor: pare scales uint8 pixels by 1/255, got 1"},
       {R"({"do_rescale": false})", "do_rescale: false is not supported"},
       {R"({"do_normalize": "yes"})", "do_normalize: expected true or false"},
-      {R"({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5]})", "image_mean: expected 1 values"},
+      {R"({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5]})", "image_mean: expected 1 value(s)"},
       {R"({"image_mean": [0.5], "image_std": "wide"})", "image_std: expected a list of numbers"},
       {R"({"image_mean": [0.5], "image_std": [0]})", "image_std: expected positive values, got 0"},
   };
