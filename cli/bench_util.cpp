@@ -73,9 +73,9 @@ void refuse_generic_blas() {
 }
 
 std::string machine_line() {
-  const CpuFeatures cpu = detect_cpu_features();
-  return concat("CPU: ", cpu.model_name.empty() ? std::string("unknown") : cpu.model_name, " (",
-                isa_name(cpu_isa(cpu)), "); BLAS: ", blas_info().summary());
+  const BlasInfo blas = blas_info();
+  return concat("CPU: ", blas.cpu.model_name.empty() ? std::string("unknown") : blas.cpu.model_name,
+                " (", isa_name(blas.cpu_isa), "); BLAS: ", blas.summary());
 }
 
 void write_results(const std::string& path, const std::string& md) {

@@ -208,9 +208,9 @@ BlasInfo blas_info() {
   }
   info.core = openblas_corename();
   info.core_isa = openblas_core_isa(info.core);
-  const CpuFeatures cpu = detect_cpu_features();
-  info.cpu_isa = cpu_isa(cpu);
-  info.best_core = best_openblas_core(cpu);
+  info.cpu = detect_cpu_features();
+  info.cpu_isa = cpu_isa(info.cpu);
+  info.best_core = best_openblas_core(info.cpu);
   const char* reexec = env_or_null("PARE_BLAS_REEXEC");
   const char* coretype = env_or_null("OPENBLAS_CORETYPE");
   if (info.core.empty())
@@ -234,11 +234,11 @@ std::string BlasInfo::summary() const {
 }
 
 void select_blas_kernels(char** argv) {
+  const std::string had = openblas_corename();
   const BlasCoreDecision d =
-      decide_blas_core(detect_cpu_features(), openblas_corename(), env_or_null("OPENBLAS_CORETYPE"),
+      decide_blas_core(detect_cpu_features(), had, env_or_null("OPENBLAS_CORETYPE"),
                        env_or_null("PARE_BLAS_CORE"), env_or_null("PARE_BLAS_REEXEC"));
   if (!d.reexec) return;
-  const std::string had = openblas_corename();
   const char* user = env_or_null("OPENBLAS_CORETYPE");
   const std::string previous = user ? user : "";
   setenv("OPENBLAS_CORETYPE", d.coretype.c_str(), 1);

@@ -75,6 +75,7 @@ struct BlasInfo {
   std::string path;     // file the sgemm_ symbol comes from, "" when not found
   std::string core;     // openblas_get_corename(), "" when not OpenBLAS
   IsaLevel core_isa = IsaLevel::kUnknown;
+  CpuFeatures cpu;  // detect_cpu_features() of this process
   IsaLevel cpu_isa = IsaLevel::kUnknown;
   std::string best_core;  // best_openblas_core() of this CPU
   std::string chosen_by;  // "OpenBLAS", "pare (OpenBLAS had chosen X)", "OPENBLAS_CORETYPE=X"

@@ -17,14 +17,14 @@ namespace pare {
 const char* pare_version() { return PARE_VERSION; }
 
 std::string version_text() {
-  const CpuFeatures cpu = detect_cpu_features();
   const BlasInfo blas = blas_info();
+  const CpuFeatures& cpu = blas.cpu;
   std::string s = concat("pare ", pare_version(), "\nLibTorch ", TORCH_VERSION,
                          " (intra-op threads: --threads, default all ",
                          std::max(1u, std::thread::hardware_concurrency()), " cores)\nCPU: ",
                          cpu.model_name.empty() ? std::string("unknown") : cpu.model_name, " (",
                          cpu.vendor, " family ", cpu.family, " model ", cpu.model, "; ",
-                         isa_name(cpu_isa(cpu)), cpu.avx512_bf16 ? ", AVX512-BF16" : "",
+                         isa_name(blas.cpu_isa), cpu.avx512_bf16 ? ", AVX512-BF16" : "",
                          cpu.amx_tile ? ", AMX" : "", ")\nBLAS: ", blas.library, "\nBLAS file: ",
                          blas.path.empty() ? std::string("not found") : blas.path);
   if (!blas.core.empty())
@@ -37,8 +37,8 @@ std::string version_text() {
 }
 
 nlohmann::json runtime_json() {
-  const CpuFeatures cpu = detect_cpu_features();
   const BlasInfo blas = blas_info();
+  const CpuFeatures& cpu = blas.cpu;
   return {{"pare_version", pare_version()},
           {"libtorch_version", TORCH_VERSION},
           {"cpu",
@@ -46,7 +46,7 @@ nlohmann::json runtime_json() {
             {"vendor", cpu.vendor},
             {"family", cpu.family},
             {"model", cpu.model},
-            {"isa", isa_name(cpu_isa(cpu))}}},
+            {"isa", isa_name(blas.cpu_isa)}}},
           {"blas",
            {{"library", blas.library},
             {"path", blas.path},
