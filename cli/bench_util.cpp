@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <vector>
 
-#include "blas_runtime.h"
-#include "error.h"
-#include "fileio.h"
+#include "base/blas_runtime.h"
+#include "base/error.h"
+#include "base/fileio.h"
 
 namespace pare::cli {
 

@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "commands.h"
-#include "images.h"
-#include "model.h"
+#include "data/images.h"
+#include "families/model.h"
 
 namespace pare::cli {
 

@@ -17,12 +17,12 @@
 
 #include "bench_util.h"
 #include "builtin.h"
-#include "checkpoint.h"
+#include "families/checkpoint.h"
 #include "commands.h"
-#include "error.h"
-#include "evaluate.h"
-#include "fileio.h"
-#include "pass.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "base/fileio.h"
+#include "pipeline/pass.h"
 #include "slicegpt.h"
 
 namespace pare::cli {
@@ -51,11 +51,8 @@ BenchCommand bench_slicegpt(CLI::App* bench) {
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model dense = load_model(a->model);
     check_images_fit_model(test, dense.config, a->data);
-    PassContext ctx;
-    ctx.data_dir = a->data;
-    ctx.calibration_samples = a->samples;
-    AnalysisManager am;
-    const torch::Tensor calib = am.get<CalibrationImages>(dense, ctx);
+    const torch::Tensor calib =
+        draw_calibration_images(a->data, a->samples, 0, dense.config.image_mean, dense.config.image_std);
     auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
 
     // Yardstick: one evaluation pass (forward, batch 256) over the calibration images.

@@ -8,11 +8,11 @@
 #include <iostream>
 
 #include "bench_util.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "family.h"
-#include "graph_eval.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "families/family.h"
+#include "tasks/graph_eval.h"
+#include "io/safetensors.h"
 
 namespace pare::cli {
 

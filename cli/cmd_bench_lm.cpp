@@ -15,13 +15,13 @@
 #include <sstream>
 
 #include "bench_util.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "family.h"
-#include "fileio.h"
-#include "lm_data.h"
-#include "lm_eval.h"
-#include "memstat.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "families/family.h"
+#include "base/fileio.h"
+#include "tasks/lm_data.h"
+#include "tasks/lm_eval.h"
+#include "base/memstat.h"
 #include "slicegpt.h"
 
 namespace pare::cli {

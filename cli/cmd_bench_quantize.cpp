@@ -23,15 +23,15 @@
 #include <sstream>
 
 #include "bench_util.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "evaluate.h"
-#include "family.h"
-#include "graph_data.h"
-#include "graph_eval.h"
-#include "lm_data.h"
-#include "lm_eval.h"
-#include "pass.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "families/family.h"
+#include "data/graph_data.h"
+#include "tasks/graph_eval.h"
+#include "tasks/lm_data.h"
+#include "tasks/lm_eval.h"
+#include "pipeline/pass.h"
 #include "quantize_pass.h"
 
 namespace pare::cli {
@@ -280,11 +280,8 @@ BenchCommand bench_quantize(CLI::App* bench) {
     ImageDataset test = load_fashion_mnist(a->data, "test");
     Model dense = load_model(a->model);
     check_images_fit_model(test, dense.config, a->data);
-    PassContext ctx;
-    ctx.data_dir = a->data;
-    ctx.calibration_samples = a->samples;
-    AnalysisManager am;
-    const torch::Tensor calib = am.get<CalibrationImages>(dense, ctx);
+    const torch::Tensor calib =
+        draw_calibration_images(a->data, a->samples, 0, dense.config.image_mean, dense.config.image_std);
     auto log = [](const std::string& s) { std::cerr << "bench: " << s << "\n"; };
     const int threads = at::get_num_threads();
     // Logits on the test images: accuracy, and how far each variant's logits move from dense (a

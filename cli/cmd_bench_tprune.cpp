@@ -18,12 +18,12 @@
 #include <sstream>
 
 #include "bench_util.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "evaluate.h"
-#include "family.h"
-#include "graph_data.h"
-#include "graph_eval.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "families/family.h"
+#include "data/graph_data.h"
+#include "tasks/graph_eval.h"
 #include "zero_tprune.h"
 
 namespace pare::cli {
@@ -44,7 +44,7 @@ struct TPruneArgs : BenchPaths {
   bool timing = true;
 };
 
-// gps: nodes leave the global attention only (src/gps.cpp). Rows per keep rate and method
+// gps: nodes leave the global attention only (src/families/gps.cpp). Rows per keep rate and method
 // (zero-tprune with the given settings, attention = mean attention received, random); the
 // task metric on the split, FLOPs per graph averaged at each graph's own size, graphs/s of the
 // first --graphs graphs of the split as one batch, dense and pruned alternating.

@@ -6,7 +6,7 @@
 // One JSON object a line: {"what":"model",...}, then {"what":"gemm","n":N,"median_ms":..,
 // "gflops":..} per matrix size (torch::mm of two N × N float32 matrices, GFLOP/s = 2N³ / t), then
 // {"what":"forward","batch":B,"median_ms":..,"flops_per_image":..,"images_per_second":..} per
-// batch. Timing as measure_latency (src/evaluate.h): no autograd, warm-up runs, then the median
+// batch. Timing as measure_latency (src/tasks/evaluate.h): no autograd, warm-up runs, then the median
 // of the timed runs, each ending with a read of the result.
 #include <ATen/Parallel.h>
 
@@ -14,10 +14,10 @@
 #include <iostream>
 
 #include "bench_util.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "evaluate.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "io/safetensors.h"
 
 namespace pare::cli {
 

@@ -9,11 +9,11 @@
 #include <iostream>
 #include <thread>
 
-#include "blas_runtime.h"
+#include "base/blas_runtime.h"
 #include "builtin.h"
 #include "commands.h"
-#include "error.h"
-#include "version.h"
+#include "base/error.h"
+#include "base/version.h"
 
 namespace pare::cli {
 int set_threads(int threads) {

@@ -30,8 +30,8 @@
 #include <numeric>
 #include <set>
 
-#include "error.h"
-#include "family.h"
+#include "base/error.h"
+#include "families/family.h"
 
 namespace pare {
 

@@ -2,7 +2,7 @@
 // Michel, Levy, Neubig, "Are Sixteen Heads Really Better than One?", NeurIPS 2019).
 #pragma once
 
-#include "pass.h"
+#include "pipeline/pass.h"
 
 namespace pare {
 

@@ -25,11 +25,11 @@
 #include <functional>
 #include <cmath>
 
-#include "blocks.h"
-#include "error.h"
-#include "family.h"
-#include "memstat.h"
-#include "spill.h"
+#include "families/blocks.h"
+#include "base/error.h"
+#include "families/family.h"
+#include "base/memstat.h"
+#include "ir/spill.h"
 
 namespace pare {
 

@@ -1,7 +1,7 @@
 // slicegpt: SliceGPT rotation slicing (Ashkboos et al., ICLR 2024, arXiv 2401.15024).
 #pragma once
 
-#include "pass.h"
+#include "pipeline/pass.h"
 
 namespace pare {
 
@@ -11,7 +11,7 @@ struct SliceGptOptions {
   bool slice_head = false; // also slice the classifier's input (reference keeps it)
   double damping = 0.01;   // fraction of mean(diag C) added to C's diagonal
   // Finished layers are written to an unlinked scratch file in this folder and memory-mapped back
-  // (src/spill.h), so only the layer being sliced stays in anonymous memory. Empty: keep them in
+  // (src/ir/spill.h), so only the layer being sliced stays in anonymous memory. Empty: keep them in
   // memory.
   std::string spill_dir;
   // Calibration windows (images) per forward batch; 0: the pipeline's batch size. The float64

@@ -24,7 +24,7 @@
 
 #include <cmath>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pare {
 
@@ -73,7 +73,7 @@ std::vector<TokenPruneStep> zero_tprune_schedule(const ArchConfig& c, const Zero
     return st;
   };
   if (c.is_graph()) {
-    // Graphs: a keep rate per step, applied to each graph's attending nodes (src/gps.cpp).
+    // Graphs: a keep rate per step, applied to each graph's attending nodes (src/families/gps.cpp).
     PARE_CHECK(o.keep.empty(), "zero-tprune: keep (token counts) does not apply to graphs, whose ",
                "node counts differ; give keep_rate");
     PARE_CHECK(o.method != "cls-attention", "zero-tprune: method cls-attention needs a CLS token; ",

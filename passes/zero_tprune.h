@@ -1,10 +1,10 @@
 // zero-tprune: Zero-TPrune token pruning and its baselines (Wang, Dedhia, Jha, CVPR 2024,
-// arXiv 2305.17328). The selection itself runs in every forward (src/token_pruning.h); this pass
+// arXiv 2305.17328). The selection itself runs in every forward (src/families/token_pruning.h); this pass
 // turns a recipe (layers, keep rates or counts, iterations, S-stage share) into the per-layer
 // schedule stored in config.json.
 #pragma once
 
-#include "pass.h"
+#include "pipeline/pass.h"
 
 namespace pare {
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pare {
 

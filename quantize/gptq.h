@@ -1,7 +1,7 @@
 // Weight quantizers: round-to-nearest (RTN) and GPTQ (Frantar, Ashkboos, Hoefler, Alistarh,
 // "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers",
 // ICLR 2023, arXiv 2210.17323, Algorithm 1 and §4 "Step 1–3"), producing the codes, scales and
-// zero points of the QuantLinear format (src/quant_linear.h: W ≈ (c − z)·s per output row and
+// zero points of the QuantLinear format (src/ir/quant_linear.h: W ≈ (c − z)·s per output row and
 // group of g input columns, codes in [0, 2^bits − 1]).
 //
 // Grid of a group (fit_grid), from the weights w of one row over the group's columns:
@@ -15,7 +15,7 @@
 
 #include <memory>
 
-#include "quant_linear.h"
+#include "ir/quant_linear.h"
 
 namespace pare {
 

@@ -25,9 +25,9 @@
 #include <chrono>
 #include <regex>
 
-#include "error.h"
-#include "family.h"
-#include "graph_data.h"
+#include "base/error.h"
+#include "families/family.h"
+#include "data/graph_data.h"
 
 namespace pare {
 
@@ -314,11 +314,11 @@ class QuantizePass : public Pass {
     quantize_slots(m, o_);  // bad widths fail before calibration images load
     nlohmann::json notes;
     if (o_.method == "gptq" && m.config.is_graph()) {
-      PARE_CHECK(ctx.calibration_graphs && !ctx.calibration_graph_idx.empty(),
+      const CalibrationSet& cs = calibration_set(m, am, ctx, "quantize");
+      PARE_CHECK(cs.graphs && !cs.graph_idx.empty(),
                  "quantize: gptq on a graph model needs calibration graphs (recipe data: "
                  "dataset: graph; they come from its train split)");
-      notes = quantize_model(m, *ctx.calibration_graphs, ctx.calibration_graph_idx, o_,
-                             ctx.batch_size, ctx.log);
+      notes = quantize_model(m, *cs.graphs, cs.graph_idx, o_, ctx.batch_size, ctx.log);
     } else {
       torch::Tensor calib;
       if (o_.method == "gptq") calib = calibration_inputs(m, am, ctx, "quantize");

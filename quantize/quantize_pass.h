@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gptq.h"
-#include "pass.h"
+#include "pipeline/pass.h"
 
 namespace pare {
 

@@ -1,4 +1,4 @@
-// The GEMM kernel choice seen from the command line (src/blas_runtime.h, README "Threads and
+// The GEMM kernel choice seen from the command line (src/base/blas_runtime.h, README "Threads and
 // kernels"): `pare --version` names the kernel and who chose it, pare re-executes itself onto the
 // best kernels when asked to, a bad PARE_BLAS_CORE is a usage error, and a benchmark that times
 // refuses kernels below the CPU's instruction set before it starts.
@@ -12,7 +12,7 @@
 #include <sstream>
 #include <string>
 
-#include "blas_runtime.h"
+#include "base/blas_runtime.h"
 
 namespace fs = std::filesystem;
 

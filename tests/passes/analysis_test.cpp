@@ -2,7 +2,7 @@
 // PassManagerTest idea: analyses count their own runs).
 #include <gtest/gtest.h>
 
-#include "pass.h"
+#include "pipeline/pass.h"
 
 namespace pare {
 namespace {

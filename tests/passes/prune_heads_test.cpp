@@ -10,13 +10,13 @@
 #include <cmath>
 
 #include "builtin.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "evaluate.h"
-#include "family.h"
-#include "fileio.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "families/family.h"
+#include "base/fileio.h"
 #include "prune_heads.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace pare {

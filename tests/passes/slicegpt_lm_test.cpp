@@ -6,12 +6,12 @@
 // float64.
 #include <gtest/gtest.h>
 
-#include "checkpoint.h"
-#include "error.h"
-#include "family.h"
-#include "fileio.h"
-#include "lm_eval.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "families/family.h"
+#include "base/fileio.h"
+#include "tasks/lm_eval.h"
+#include "io/safetensors.h"
 #include "slicegpt.h"
 #include "test_util.h"
 

@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "builtin.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "safetensors.h"
-#include "evaluate.h"
-#include "vit.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "io/safetensors.h"
+#include "tasks/evaluate.h"
+#include "families/vit.h"
 #include "slicegpt.h"
 #include "test_util.h"
 

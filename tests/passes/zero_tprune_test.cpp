@@ -8,12 +8,12 @@
 #include <cmath>
 
 #include "builtin.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "evaluate.h"
-#include "family.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "tasks/evaluate.h"
+#include "families/family.h"
 #include "test_util.h"
-#include "token_pruning.h"
+#include "families/token_pruning.h"
 #include "zero_tprune.h"
 
 namespace pare {

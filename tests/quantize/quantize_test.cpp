@@ -11,18 +11,18 @@
 #include <nlohmann/json.hpp>
 
 #include "builtin.h"
-#include "checkpoint.h"
-#include "error.h"
-#include "fileio.h"
+#include "families/checkpoint.h"
+#include "base/error.h"
+#include "base/fileio.h"
 #include "gptq.h"
-#include "quant_linear.h"
+#include "ir/quant_linear.h"
 #include "quantize_pass.h"
-#include "pipeline.h"
-#include "recipe.h"
-#include "safetensors.h"
+#include "pipeline/pipeline.h"
+#include "base/recipe.h"
+#include "io/safetensors.h"
 #include "slicegpt.h"
 #include "test_util.h"
-#include "vit.h"
+#include "families/vit.h"
 
 namespace pare {
 namespace {

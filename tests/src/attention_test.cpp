@@ -1,11 +1,11 @@
-// Multi-head attention (src/attention.h): the fused float32 kernel against a second
+// Multi-head attention (src/families/attention.h): the fused float32 kernel against a second
 // implementation written here in float64 (explicit exp, row sums and loops over heads, not
 // LibTorch's softmax), at token counts that do and do not fill the kernel's 8-wide vectors, head
 // widths of 8 to 64, a near-one-hot softmax, strided inputs, and the LibTorch path it falls back
 // to (autograd, float64, head_dim not a multiple of 8).
 #include <cmath>
 
-#include "attention.h"
+#include "families/attention.h"
 #include "test_util.h"
 
 namespace pare {

@@ -1,4 +1,4 @@
-// GEMM kernel selection (src/blas_runtime.h): the decision by table, CPU features against the
+// GEMM kernel selection (src/base/blas_runtime.h): the decision by table, CPU features against the
 // kernel's own /proc/cpuinfo, and float32 GEMM and the ViT forward under every OpenBLAS kernel set
 // this CPU can run (each in a child process, since OpenBLAS picks its kernels when it loads)
 // against float64 references computed by plain loops.
@@ -14,8 +14,8 @@
 #include <sstream>
 #include <string>
 
-#include "blas_runtime.h"
-#include "error.h"
+#include "base/blas_runtime.h"
+#include "base/error.h"
 
 namespace pare {
 namespace {

@@ -1,11 +1,11 @@
 // Checkpoints: save_model / load_model round trips, the config.json written (HF fields + "pare"),
 // and every kind of bad input (InputError naming the file; inputs left unchanged).
-#include "checkpoint.h"
+#include "families/checkpoint.h"
 
 #include <nlohmann/json.hpp>
 
-#include "family.h"
-#include "safetensors.h"
+#include "families/family.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace pare {

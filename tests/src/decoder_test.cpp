@@ -5,10 +5,10 @@
 // fused Conv1D attention and its old causal-mask buffers.
 #include <ATen/ATen.h>
 
-#include "checkpoint.h"
-#include "decoder.h"
-#include "fileio.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "families/decoder.h"
+#include "base/fileio.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 using namespace pare;

@@ -1,6 +1,6 @@
-// Measurement helpers (src/evaluate.h): the exact McNemar test against binomial sums written out
+// Measurement helpers (src/tasks/evaluate.h): the exact McNemar test against binomial sums written out
 // by hand.
-#include "evaluate.h"
+#include "tasks/evaluate.h"
 #include "test_util.h"
 
 namespace pare {

@@ -3,17 +3,17 @@
 // LapPE), batching invariance, the ZINC checkpoint layout and its parameter count (423,717 as
 // GraphGPS reports), FLOPs by hand, bad inputs, config.json and checkpoint round trips, head and
 // FFN pruning through the Rewriter.
-#include "gps.h"
+#include "families/gps.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
 
-#include "checkpoint.h"
-#include "family.h"
-#include "graph_data.h"
+#include "families/checkpoint.h"
+#include "families/family.h"
+#include "data/graph_data.h"
 #include "test_util.h"
-#include "torch_pickle.h"
+#include "io/torch_pickle.h"
 
 namespace {
 

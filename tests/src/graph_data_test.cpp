@@ -1,14 +1,14 @@
 // Graph data: the TUDataset reader on the shared data sets (counts checked against shell counts of
 // the files) and on small broken files, seeded splits, RWSE and LapPE against hand-computed values,
 // collate's PyG conventions and the binary cache.
-#include "graph_data.h"
+#include "data/graph_data.h"
 
 #include <cmath>
 #include <map>
 #include <optional>
 #include <set>
 
-#include "fileio.h"
+#include "base/fileio.h"
 #include "test_util.h"
 
 namespace {

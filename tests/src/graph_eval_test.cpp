@@ -6,7 +6,7 @@
 // unbiased variance); data by path (TU random split recorded in the config, bad paths, data that
 // does not fit a model); evaluate_graph against an argmax / cross-entropy computed here, and
 // FLOPs per graph averaged at each graph's own size against the hand formula.
-#include "graph_eval.h"
+#include "tasks/graph_eval.h"
 
 #include <ATen/ATen.h>
 
@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <random>
 
-#include "family.h"
-#include "gps.h"
+#include "families/family.h"
+#include "families/gps.h"
 #include "test_util.h"
 
 namespace {

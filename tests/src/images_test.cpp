@@ -1,6 +1,6 @@
 // idx image files (LeCun's format, plain or gzip): small pairs written here, malformed files, and
 // the installed Fashion-MNIST test split.
-#include "images.h"
+#include "data/images.h"
 
 #include <zlib.h>
 
@@ -143,13 +143,13 @@ TEST_F(ImagesBadInput, TruncatedGzipFile) {
   std::string bytes = pare_test::read_bytes(gz);
   pare_test::write_bytes(gz, bytes.substr(0, bytes.size() / 2));
   write_gz(tmp_.file("t10k-labels-idx1-ubyte.gz"), idx1(std::vector<uint8_t>(1000, 1)));
-  // (Known bug, src/images.cpp read_maybe_gz: the message pointer from gzerror() is used after
+  // (Known bug, src/data/images.cpp read_maybe_gz: the message pointer from gzerror() is used after
   // gzclose() freed it -- valgrind reports an invalid read here. Fix: copy it into a std::string
   // before gzclose.)
   EXPECT_THAT(load_error(), AllOf(HasSubstr(gz), HasSubstr("truncated")));
 }
 
-// Known bug (src/images.cpp, load_fashion_mnist size check `16 + n * h * w`): n, h, w come from
+// Known bug (src/data/images.cpp, load_fashion_mnist size check `16 + n * h * w`): n, h, w come from
 // the file as u32; their int64 product overflows (UB) for 65536 images of 2^24 x 2^24, wraps to
 // 0, a 16-byte file passes the size check and torch::empty then throws c10::Error ("Storage size
 // calculation overflowed"), not InputError. Fix: check h, w <= 2^16 (or n·h·w via division

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <functional>
 
-#include "gguf.h"
-#include "llama2c.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
 #include "test_util.h"
 
 namespace pare {
@@ -666,9 +666,9 @@ TEST(Llama2cGguf, GgufMetadataAndTensorMismatches) {
 
 // The model's documented opening (PROVENANCE.md; Karpathy's llama2.c README): greedy decoding
 // from BOS with tok512, through pare's llama forward, from both file formats.
-#include "lm_eval.h"
-#include "tokenizer.h"
-#include "checkpoint.h"
+#include "tasks/lm_eval.h"
+#include "data/tokenizer.h"
+#include "families/checkpoint.h"
 
 TEST(Stories260K, GreedyFromBosGivesTheDocumentedOpening) {
   const char* env = std::getenv("PARE_SHARED_DATA");

@@ -1,7 +1,7 @@
-// Molecules from SMILES (src/molecules.h): OGB's atom/bond features on hand-checked molecules,
+// Molecules from SMILES (src/data/molecules.h): OGB's atom/bond features on hand-checked molecules,
 // Murcko scaffolds, the scaffold split rule, MoleculeNet CSV reading and its errors, the cache,
 // and the full HIV.csv (counts and ogbg-molhiv's split sizes; needs $PARE_SHARED_DATA).
-#include "molecules.h"
+#include "data/molecules.h"
 
 #include <chrono>
 #include <cstdlib>

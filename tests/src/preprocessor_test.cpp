@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "checkpoint.h"
-#include "evaluate.h"
+#include "families/checkpoint.h"
+#include "tasks/evaluate.h"
 #include "test_util.h"
 
 namespace pare {

@@ -1,5 +1,5 @@
 // Recipes: YAML and JSON read to the same JSON, --set overrides, FieldReader's collected problems.
-#include "recipe.h"
+#include "base/recipe.h"
 
 #include "test_util.h"
 
@@ -111,7 +111,7 @@ TEST(Recipe, ApplyOverrides) {
   EXPECT_INPUT_ERROR(apply_overrides(j, {"train..epochs=5"}), HasSubstr("empty"));
 }
 
-// Known bug (src/recipe.cpp, apply_overrides): a non-scalar VALUE ("--set pipeline.1.keep=[4, 5]")
+// Known bug (src/base/recipe.cpp, apply_overrides): a non-scalar VALUE ("--set pipeline.1.keep=[4, 5]")
 // goes through scalar_to_json, which reads Scalar() of a sequence node (""), so the key silently
 // becomes null. Fix: convert with to_json(YAML::Load(value)) (or reject non-scalars with an
 // InputError). Enable this test with the fix.

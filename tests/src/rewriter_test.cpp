@@ -5,9 +5,9 @@
 // residual site leaves the logits of a model without norm weights unchanged.
 #include <ATen/ATen.h>
 
-#include "checkpoint.h"
-#include "family.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "families/family.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace pare {

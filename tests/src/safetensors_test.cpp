@@ -1,6 +1,6 @@
 // safetensors reader and writer: byte-exact round trips, every dtype's values, files written by
 // Python (tests/fixtures/make_fixtures.py, struct + json, no pare), and malformed input.
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <cmath>
 #include <limits>
@@ -255,7 +255,7 @@ TEST_F(SafetensorsBadInput, BadShapeAndOverlap) {
   EXPECT_INPUT_ERROR(read_safetensors(p), AllOf(HasSubstr(p), HasSubstr("overlap")));
 }
 
-// Known bug (src/safetensors.cpp, overlap check at the end of read_safetensors): each range is
+// Known bug (src/io/safetensors.cpp, overlap check at the end of read_safetensors): each range is
 // compared only with the previous one in sorted order, and empty ranges are skipped by
 // `|| first == second`, so an empty tensor sorted between two overlapping ones hides the overlap:
 // a [0, 10), b [1, 1) (empty), c [5, 6) is accepted. Fix: keep the largest end seen so far over

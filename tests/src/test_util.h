@@ -2,7 +2,7 @@
 // comparisons and "expect an InputError whose message contains ..." checks.
 #pragma once
 
-#include "config.h"
+#include "ir/config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pare_test {
 

@@ -1,4 +1,4 @@
-// Zero-TPrune token selection (src/token_pruning.h) against hand-computed cases: weighted
+// Zero-TPrune token selection (src/families/token_pruning.h) against hand-computed cases: weighted
 // PageRank on a 3x3 attention graph (1 and 2 iterations, both initialisations), the variance head
 // filter and RMS aggregation, the three selection methods (CLS kept, ascending indices, the
 // S stage dropping a token whose Key duplicates a more important token's), and the selection
@@ -9,7 +9,7 @@
 #include <set>
 
 #include "test_util.h"
-#include "token_pruning.h"
+#include "families/token_pruning.h"
 
 namespace pare {
 namespace {

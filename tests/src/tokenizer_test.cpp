@@ -1,4 +1,4 @@
-// Tokenizers (src/tokenizer.h). Reference values come from outside this code:
+// Tokenizers (src/data/tokenizer.h). Reference values come from outside this code:
 //   * llama2c vs libsentencepiece: tok512.bin and tok512.model (shared data, $PARE_SHARED_DATA;
 //     skipped when absent) hold the same 512 pieces and scores; SentencePiece's BPE merges the same
 //     way as llama2.c's run.c, so both must give the same ids. They differ only where SentencePiece's
@@ -9,13 +9,13 @@
 //   * GPT-2 pre-tokenization: chunks computed with Python's `regex` module and GPT-2's pattern.
 //   * Tiny Shakespeare has 65 distinct characters, and "hii there" is [46, 47, 47, 1, 58, 46, 43, 56,
 //     43] in its sorted character vocabulary (nanoGPT / "Let's build GPT").
-#include "tokenizer.h"
+#include "data/tokenizer.h"
 
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "fileio.h"
+#include "base/fileio.h"
 #include "test_util.h"
 
 namespace pare {

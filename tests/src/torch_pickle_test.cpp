@@ -2,7 +2,7 @@
 // make_pickle_fixtures.py) compared with the values Python wrote beside them (NAME.expected.json,
 // no pare involved), refused globals, and malformed archives and pickles crafted here with
 // LibTorch's own zip writer.
-#include "torch_pickle.h"
+#include "io/torch_pickle.h"
 
 #include <caffe2/serialize/inline_container.h>
 

@@ -2,10 +2,10 @@
 // HF-named ViT and the logits of a hand-written float64 Hugging Face ViTForImageClassification
 // forward (plain PyTorch, no pare, no transformers). Also FLOPs and parameters against hand
 // formulas.
-#include "checkpoint.h"
-#include "evaluate.h"
-#include "family.h"
-#include "safetensors.h"
+#include "families/checkpoint.h"
+#include "tasks/evaluate.h"
+#include "families/family.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace pare {

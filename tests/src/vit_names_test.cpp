@@ -1,6 +1,6 @@
 // Hugging Face ViTForImageClassification tensor names <-> pare flat names, both ways.
 #include "test_util.h"
-#include "vit.h"
+#include "families/vit.h"
 
 namespace pare {
 namespace {
