@@ -82,7 +82,9 @@ Runner add_compress(CLI::App& app, Common&) {
     out.commit();
     for (const auto& w : res.warnings) std::cerr << "pare: warning: " << printable(w, true) << "\n";
     std::cout << stage_table_markdown(res.rows, task);
-    std::cout << "\nwrote " << a->out << "/{model.safetensors, config.json, report.json, report.md}"
+    std::string files = "model.safetensors, config.json, report.json, report.md";
+    for (const auto& f : task.model_files()) files += ", " + f.first;
+    std::cout << "\nwrote " << a->out << "/{" << files << "}"
               << " (" << res.threads << (res.threads == 1 ? " thread)\n" : " threads)\n");
     // The verdict on stderr, one line, also with --quiet (stdout keeps the report); report.json
     // has it under "budget".

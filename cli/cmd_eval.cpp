@@ -6,6 +6,7 @@
 // (--tokenizer, --split, --cache) become its data keys; a task without such a key refuses them.
 #include <ATen/Parallel.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "base/error.h"
@@ -57,6 +58,11 @@ Runner add_eval(CLI::App& app, Common&) {
                "context_length), got ", a->seq_len);
     for (int64_t b : a->latency)
       PARE_CHECK(b > 0, "--latency-batches: expected positive batch sizes, got ", b);
+    if (!a->json.empty()) {  // fail before measuring, not after printing the table
+      const std::filesystem::path dir = std::filesystem::path(a->json).parent_path();
+      PARE_CHECK(dir.empty() || std::filesystem::is_directory(dir), a->json,
+                 ": --json: the folder does not exist");
+    }
     Model m = load_model(a->model);
     const std::string own = model_task(m.config);
     const std::string name = a->task.empty() ? own : a->task;
@@ -82,7 +88,8 @@ Runner add_eval(CLI::App& app, Common&) {
       for (std::string p : problems) {
         for (const auto& [flag, key] : flag_keys)
           if (p.rfind(concat("/data/", key, ":"), 0) == 0) p = flag + p.substr(6 + std::string(key).size());
-        if (p.find("unknown key") != std::string::npos) p += concat(" (not a flag of the ", info->name, " task)");
+        if (p.find("unknown key") != std::string::npos)
+          p = p.substr(0, p.find("unknown key")) + concat("not a flag of the ", info->name, " task");
         text += (text.empty() ? "" : "; ") + p;
       }
       throw InputError(concat("pare eval: ", text));
@@ -95,7 +102,12 @@ Runner add_eval(CLI::App& app, Common&) {
     e.seq_len = a->seq_len;
     task->load(m, a->model, e, false, [](const std::string&) {});
     std::unique_ptr<Model> ref;
-    if (!a->reference.empty()) {
+    bool uses_reference = false;
+    for (const auto& sp : task->metrics()) uses_reference = uses_reference || sp.needs_reference;
+    if (!a->reference.empty() && !uses_reference)
+      std::cerr << "pare: warning: --reference: the " << task->name()
+                << " task measures nothing against a reference model; ignored\n";
+    if (!a->reference.empty() && uses_reference) {
       ref = std::make_unique<Model>(load_model(a->reference));
       PARE_CHECK(ref->config.vocab_size == m.config.vocab_size && ref->config.num_labels == m.config.num_labels,
                  a->reference, ": its outputs (vocab_size ", ref->config.vocab_size, ", num_labels ",
@@ -106,7 +118,8 @@ Runner add_eval(CLI::App& app, Common&) {
     std::cout << stage_table_markdown({row}, *task);
     std::cout << "\n" << task->describe_markdown() << "- measured on " << row.m.samples << " "
               << row.m.samples_unit << "; FLOPs = 2 x MACs per " << task->flops_unit() << " ("
-              << task->flops_counted() << "); " << at::get_num_threads() << " threads\n";
+              << task->flops_counted() << "); " << at::get_num_threads()
+              << (at::get_num_threads() == 1 ? " thread\n" : " threads\n");
     if (!a->json.empty()) {
       nlohmann::json j = stage_json(row);
       j.erase("stage");

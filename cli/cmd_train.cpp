@@ -6,6 +6,8 @@
 // the data decides (tasks/task.h prepare_training) and gives the batches and the loss.
 #include <ATen/Parallel.h>
 
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 
 #include "base/fileio.h"
@@ -21,22 +23,23 @@ namespace pare::cli {
 
 namespace {
 
-// The task a training recipe names: data.task or data.dataset, else the model family's own.
-const TaskInfo& training_task(const nlohmann::json& r, const std::string& recipe) {
-  const nlohmann::json& d = r.contains("data") ? r["data"] : nlohmann::json::object();
-  std::string name;
-  for (const char* k : {"task", "dataset"})
-    if (name.empty() && d.is_object() && d.contains(k) && d[k].is_string()) name = d[k].get<std::string>();
-  if (name.empty()) {
-    ArchConfig probe;
-    if (r["model"].contains("model_type") && r["model"]["model_type"].is_string())
-      probe.family = r["model"]["model_type"].get<std::string>();
-    name = model_task(probe);
+// The task a training recipe names (data.task or data.dataset), else the model family's own; a
+// task whose inputs the model_type cannot take is refused (RECIPE: /data/dataset: ...).
+const TaskInfo& training_task(const nlohmann::json& r, const std::string& recipe, std::string& named_as) {
+  ArchConfig probe;
+  if (r["model"].contains("model_type") && r["model"]["model_type"].is_string())
+    probe.family = r["model"]["model_type"].get<std::string>();
+  std::vector<std::string> problems;
+  const nlohmann::json d = r.value("data", nlohmann::json::object());
+  const TaskInfo* info = TaskTable::global().from_data(d, named_as, problems);
+  if (!problems.empty()) throw RecipeError(recipe, problems);
+  if (!info) {
+    info = TaskTable::global().find(model_task(probe));
+    PARE_CHECK(info, recipe, ": /model/model_type: ", probe.family, " has no task pare knows");
+    return *info;
   }
-  const TaskInfo* info = TaskTable::global().find(name);
-  std::string known;
-  for (const auto& k : TaskTable::global().datasets()) known += (known.empty() ? "" : ", ") + k;
-  PARE_CHECK(info, recipe, ": /data/dataset: unknown task or data set '", name, "' (known: ", known, ")");
+  const std::string why = task_mismatch(*info, d[named_as].get<std::string>(), probe, true);
+  PARE_CHECK(why.empty(), recipe, ": /data/", named_as, ": ", why);
   return *info;
 }
 
@@ -46,6 +49,7 @@ Runner add_train(CLI::App& app, Common&) {
   struct Args {
     std::string recipe, out, data;
     std::vector<std::string> sets;
+    bool force = false;
   };
   auto a = std::make_shared<Args>();
   auto* sub = app.add_subcommand("train", "Train a model from a recipe (model:, data:, train: sections)");
@@ -53,22 +57,20 @@ Runner add_train(CLI::App& app, Common&) {
   sub->add_option("--out", a->out, "Output model folder (default: train.out in the recipe)");
   sub->add_option("--data", a->data, "Data path, overriding the recipe's data.path");
   sub->add_option("--set", a->sets, "Override a recipe value, e.g. train.epochs=2");
+  sub->add_flag("--force", a->force, "Replace an existing model in the output folder");
   return [a]() -> int {
     nlohmann::json r = load_yaml_or_json(a->recipe);
-    std::vector<std::string> sets = a->sets;
-    if (!a->data.empty()) {  // a single-quoted YAML scalar: the path stays a string as given
-      std::string q;
-      for (char c : a->data) q += c == '\'' ? std::string("''") : std::string(1, c);
-      sets.push_back("data.path='" + q + "'");
-    }
-    apply_overrides(r, sets);
+    apply_overrides(r, a->sets);
     std::vector<std::string> problems;
     for (auto it = r.begin(); it != r.end(); ++it)
       if (it.key() != "model" && it.key() != "train" && it.key() != "data")
         problems.push_back("/" + it.key() + ": unknown key for pare train (known: model, train, data)");
     PARE_CHECK(r.contains("model") && r["model"].is_object(), a->recipe,
                ": /model: expected a mapping with the architecture");
-    const TaskInfo& info = training_task(r, a->recipe);
+    std::string named_as;
+    const TaskInfo& info = training_task(r, a->recipe, named_as);
+    // --data replaces the task's training data (data.path; an LM's data.text).
+    if (!a->data.empty()) r["data"][info.train_data_key] = a->data;
     std::unique_ptr<Task> task =
         info.parse(r.value("data", nlohmann::json::object()), nlohmann::json::object(), true, problems);
     TrainOptions o;
@@ -97,7 +99,11 @@ Runner add_train(CLI::App& app, Common&) {
     }
     if (!a->out.empty()) out = a->out;
     if (out.empty()) problems.push_back("/train/out: no output folder (set it or pass --out)");
+    if (r.contains("train") && r["train"].is_object()) r["train"]["out"] = out;  // train.json: where it went
     if (!problems.empty()) throw RecipeError(a->recipe, problems);
+    // A zoo recipe's train.out is the shipped model's folder: a trial run must not replace it.
+    PARE_CHECK(a->force || !std::filesystem::exists(std::filesystem::path(out) / "config.json"), out,
+               ": holds a model already (train.out of ", a->recipe, "); pass --out elsewhere, or --force to replace it");
     auto log = [](const std::string& s) { std::cerr << "train: " << s << "\n"; };
     // The task reads its data and completes the model section where the data decides.
     nlohmann::json model_section = r["model"];
@@ -119,7 +125,10 @@ Runner add_train(CLI::App& app, Common&) {
     std::cerr << "train: " << cfg.family << " with " << m.num_params() << " params on task " << task->name()
               << ", " << at::get_num_threads() << " threads\n";
     TrainResult res = train(m, *task, o);
+    const auto t_final = std::chrono::steady_clock::now();
     nlohmann::json fin = task->final_figures(m);
+    const double final_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_final).count();
     nlohmann::json hist = {{"step", "train"}, {"recipe", a->recipe}, {"task", task->name()},
                            {"seed", o.seed}, {"seconds", res.seconds}, {"threads", at::get_num_threads()},
                            {"best_epoch", res.best_epoch}};
@@ -132,7 +141,8 @@ Runner add_train(CLI::App& app, Common&) {
     for (const auto& [name, content] : task->model_files()) write_file_atomic(dir.file(name), content);
     nlohmann::json log_json = {{"recipe", r},
                                {"task", task->name()},
-                               {"seconds", res.seconds},
+                               {"seconds", res.seconds},  // the training loop (its per-epoch evaluations included)
+                               {"final_eval_seconds", final_seconds},
                                {"threads", at::get_num_threads()},
                                {"steps", res.steps},
                                {"warmup_steps", res.warmup_steps},

@@ -4,7 +4,7 @@
 # Folders, lowest first; a folder may include its own headers and those of folders listed before
 # it, never one after it (nor a sibling on the same level: pipeline and train are siblings).
 #   src/base src/io src/ir src/data src/families src/tasks {src/pipeline, src/train}
-#   quantize passes cli
+#   quantize masks passes cli
 # Inside src/ every include of a pare header names its folder ("families/model.h"), so the rule is
 # a rule on include lines. The top-level folders include src/ headers that way and their own by
 # bare name.
@@ -14,7 +14,7 @@
 
 cmake_policy(SET CMP0057 NEW)
 set(PARE_LAYERS "base" "io" "ir" "data" "families" "tasks" "pipeline|train")
-set(PARE_TOP_LAYERS "quantize" "passes" "cli")
+set(PARE_TOP_LAYERS "quantize" "masks" "passes" "cli")
 
 function(pare_layer_level folder out)
   set(i 0)

@@ -33,7 +33,20 @@ std::string CompressRecipe::one_line() const {
 CompressRecipe parse_compress_recipe(const std::string& path, const std::vector<std::string>& sets) {
   nlohmann::json j = load_yaml_or_json(path);
   apply_overrides(j, sets);
-  return parse_compress_recipe_json(j, path);
+  try {
+    return parse_compress_recipe_json(j, path);
+  } catch (const RecipeError& e) {
+    // A problem with a value that a --set put there names the --set, not only the file.
+    std::vector<std::string> problems = e.problems;
+    for (auto& p : problems)
+      for (const auto& set : sets) {
+        const std::string key = set.substr(0, set.find('='));
+        std::string ptr = "/" + key;
+        for (auto& ch : ptr) ch = ch == '.' ? '/' : ch;
+        if (p.rfind(ptr + ":", 0) == 0 || p.rfind(ptr + "/", 0) == 0) p += " (from --set " + set + ")";
+      }
+    throw RecipeError(path, problems);
+  }
 }
 
 CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& source) {
@@ -79,12 +92,43 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
                                            "as the metric takes)"));
     } else {
       for (const auto& [k, range] : kBounds)
-        if (given(bj, k)) b.problem(k, "applies beside metric: NAME");
+        if (given(bj, k)) {
+          b.allow(k);
+          b.problem(k, "applies beside metric: NAME");
+        }
     }
-    for (const char* k : {"accuracy", "perplexity", "kl", "top1", "params", "flops", "bytes", "latency"})
-      b.allow(k);
+    // Metric sections NAME: {BOUND: VALUE, ...} for any metric of the task (checked against it
+    // before the run). `accuracy:` means the task's primary metric (old recipes: a graph model's
+    // ROC-AUC, in points); `perplexity: {max_increase}` is the old spelling of max_increase_pct.
+    const std::vector<std::string> reserved = {"metric", "max_drop", "min", "max_increase_pct", "max",
+                                               "params", "flops", "bytes", "latency"};
+    if (bj.is_object())
+      for (auto it = bj.begin(); it != bj.end(); ++it) {
+        if (std::find(reserved.begin(), reserved.end(), it.key()) != reserved.end()) continue;
+        b.allow(it.key());
+        const std::string sec = "/budget/" + it.key();
+        if (!it.value().is_object()) {
+          problems.push_back(sec + ": expected a mapping {BOUND: VALUE} (max_drop, min, max_increase_pct, max)");
+          continue;
+        }
+        FieldReader f(it.value(), sec, problems);
+        bool any = false;
+        for (const auto& [k, range] : kBounds) {
+          const double v = f.number(k, -1, range.first, range.second);
+          if (given(it.value(), k) && v >= 0) add(it.key() == "accuracy" ? "" : it.key(), k, v, sec);
+          any = any || given(it.value(), k);
+        }
+        if (it.key() == "perplexity") {
+          const double v = f.number("max_increase", -1, 0.0, 1e6);
+          if (given(it.value(), "max_increase") && v >= 0) add("perplexity", "max_increase_pct", v, sec);
+          any = any || given(it.value(), "max_increase");
+        }
+        f.reject_unknown();
+        if (!any) problems.push_back(sec + ": expected a bound: max_drop, min, max_increase_pct or max");
+      }
+    for (const char* k : {"params", "flops", "bytes", "latency"}) b.allow(k);
     b.reject_unknown();
-    // One-key sections: budget.kl.max, budget.top1.min, budget.{params,flops,bytes}.max.
+    // Ceilings: budget.{params,flops,bytes}.max, budget.latency.{max_ms, batch}.
     auto one = [&](const char* section, const char* key, double lo, double hi) -> std::optional<double> {
       if (!given(bj, section)) return std::nullopt;
       FieldReader f(bj[section], concat("/budget/", section), problems);
@@ -96,9 +140,6 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
       }
       return v >= lo ? std::optional<double>(v) : std::nullopt;
     };
-    if (auto v = one("kl", "max", 0.0, 1e9)) add("kl", "max", *v, "/budget/kl");
-    if (auto v = one("top1", "min", 0.0, 100.0)) add("top1", "min", *v, "/budget/top1");
-    if (auto v = one("perplexity", "max_increase", 0.0, 1e6)) add("perplexity", "max_increase_pct", *v, "/budget/perplexity");
     if (auto v = one("params", "max", 1.0, 1e15)) r.budget.max_params = static_cast<int64_t>(*v);
     if (auto v = one("flops", "max", 1.0, 1e18)) r.budget.max_flops = static_cast<int64_t>(*v);
     if (auto v = one("bytes", "max", 1.0, 1e15)) r.budget.max_bytes = static_cast<int64_t>(*v);
@@ -111,14 +152,6 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
         r.budget.max_latency_ms = ms;
       else
         lt.problem("max_ms", "expected a number of milliseconds");
-    }
-    // The old accuracy section: bounds on the task's primary metric, in points / percent.
-    if (given(bj, "accuracy")) {
-      FieldReader a(bj["accuracy"], "/budget/accuracy", problems);
-      const double md = a.number("max_drop", -1, 0.0, 100.0), mn = a.number("min", -1, 0.0, 100.0);
-      a.reject_unknown();
-      if (given(bj["accuracy"], "max_drop") && md >= 0) add("", "max_drop", md, "/budget/accuracy");
-      if (given(bj["accuracy"], "min") && mn >= 0) add("", "min", mn, "/budget/accuracy");
     }
   }
   {
@@ -134,21 +167,10 @@ CompressRecipe parse_compress_recipe_json(nlohmann::json j, const std::string& s
   // The task: data.task or data.dataset names it; its parser reads the data and calibration
   // sections. Without either, bind_task parses them with the model's task.
   {
-    const nlohmann::json& d = j.value("data", nlohmann::json::object());
-    std::string name;
-    for (const char* k : {"task", "dataset"})
-      if (name.empty() && d.is_object() && d.contains(k) && d[k].is_string()) name = d[k].get<std::string>();
-    if (!name.empty()) {
-      const TaskInfo* info = TaskTable::global().find(name);
-      if (!info) {
-        std::string known;
-        for (const auto& k : TaskTable::global().datasets()) known += (known.empty() ? "" : ", ") + k;
-        problems.push_back(concat("/data/", d.contains("task") ? "task" : "dataset", ": expected one of ",
-                                  known, ", got \"", name, "\""));
-      } else {
-        r.task = info->parse(d, j.value("calibration", nlohmann::json::object()), false, problems);
-      }
-    }
+    std::string named_as;
+    const nlohmann::json d = j.value("data", nlohmann::json::object());
+    if (const TaskInfo* info = TaskTable::global().from_data(d, named_as, problems))
+      r.task = info->parse(d, j.value("calibration", nlohmann::json::object()), false, problems);
   }
   if (!problems.empty()) throw RecipeError(source, problems);
   return r;
@@ -189,12 +211,12 @@ void bind_task(CompressRecipe& r, const ArchConfig& c) {
     if (!problems.empty()) throw RecipeError(r.path, problems);
     return;
   }
-  if (r.task->name() == own) return;
-  const TaskInfo* info = TaskTable::global().find(own);
-  const std::string named = r.raw["data"].contains("task") ? "task" : "dataset";
-  throw InputError(concat(r.path, ": /data/", named, ": ", r.raw["data"][named].get<std::string>(),
-                          " does not fit a ", c.family, " model (its task is ", own,
-                          info ? concat("; use dataset: ", info->dataset) : std::string(), ")"));
+  std::string named;
+  std::vector<std::string> problems;
+  const TaskInfo* info = TaskTable::global().from_data(r.raw["data"], named, problems);
+  PARE_ASSERT(info, "bind_task: the recipe's task vanished: ", r.task->name());
+  const std::string why = task_mismatch(*info, r.raw["data"][named].get<std::string>(), c, false);
+  PARE_CHECK(why.empty(), r.path, ": /data/", named, ": ", why);
 }
 
 double StageRow::metric(const std::string& name) const {
@@ -282,6 +304,13 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r,
   }
   check_recipe_plan(m.config, r);
   check_budget(r.budget, task, r.eval, r.path);
+  for (const MetricBound& mb : r.budget.bounds) {
+    const auto sp = find_metric(task, mb.metric.empty() ? task.metrics().front().name : mb.metric);
+    if (sp && sp->percent && mb.bound == "min" && mb.value < 1.0)
+      res.warnings.push_back(concat(r.path, ": ", mb.key, ": min ", mb.value, " is in percent (", mb.value, "% ",
+                                    sp->name, "); report.json holds ", sp->name,
+                                    " as a fraction, but budgets are written in percent"));
+  }
   // The dense model, reference of the metrics measured against it (KL, top-1 agreement).
   std::unique_ptr<Model> baseline;
   for (const auto& sp : task.metrics())
@@ -354,7 +383,8 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r,
     if (mb.bound == "max_drop") {
       const double drop = (base - fin) * k;
       judge(drop <= mb.value + 1e-9, concat(what, " ", num(k * base, dg), pct, " -> ", num(k * fin, dg), pct,
-                                            " (drop ", num(drop, dg), " points, max_drop ", mb.value, ")"));
+                                            drop >= 0 ? " (drop " : " (gain ", num(std::abs(drop), dg),
+                                            " points, max_drop ", mb.value, ")"));
     } else if (mb.bound == "min") {
       judge(k * fin >= mb.value - 1e-9, concat(what, " ", num(k * fin, dg), pct, " (min ", mb.value, pct, ")"));
     } else if (mb.bound == "max_increase_pct") {
@@ -394,11 +424,13 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows, const Task& 
   std::vector<MetricSpec> shown;  // the metrics the baseline row has
   for (const auto& sp : specs)
     if (rows.empty() || rows.front().m.metrics.count(sp.name)) shown.push_back(sp);
+  // One row (pare eval): no change from a baseline, no pass time.
+  const bool stages = rows.size() > 1 || (!rows.empty() && rows.front().stage == "baseline");
   std::string s = "| stage |", sep = "|---|";
   for (size_t i = 0; i < shown.size(); ++i) {
     s += " " + shown[i].label + " |";
     sep += "---:|";
-    if (i == 0 && !shown[i].delta.empty()) {
+    if (i == 0 && !shown[i].delta.empty() && stages) {
       s += shown[i].delta == "points" ? " Δ (points) |" : shown[i].delta == "percent" ? " Δ % |" : " Δ |";
       sep += "---:|";
     }
@@ -415,14 +447,14 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows, const Task& 
       s += concat(" latency b", b, " (ms) |");
       sep += "---:|";
     }
-  s += " pass time (s) |\n" + sep + "---:|\n";
+  s += stages ? " pass time (s) |\n" + sep + "---:|\n" : "\n" + sep + "\n";
   for (const auto& r : rows) {
     s += "| " + r.stage + " |";
     for (size_t i = 0; i < shown.size(); ++i) {
       const MetricSpec& sp = shown[i];
       const double k = sp.percent ? 100.0 : 1.0, v = r.metric(sp.name), b = rows.front().metric(sp.name);
       s += " " + fmt(concat("%.", sp.digits, "f").c_str(), k * v) + " |";
-      if (i == 0 && !sp.delta.empty()) {
+      if (i == 0 && !sp.delta.empty() && stages) {
         const double d = sp.delta == "percent" ? 100.0 * (v / b - 1.0) : k * (v - b);
         s += " " + fmt(concat("%+.", sp.delta == "percent" ? 2 : sp.digits, "f").c_str(), d) + " |";
       }
@@ -430,7 +462,8 @@ std::string stage_table_markdown(const std::vector<StageRow>& rows, const Task& 
     s += " " + std::to_string(r.params) + " | " + human(double(r.flops)) + " | " + std::to_string(r.bytes) + " |";
     if (thr) s += " " + fmt("%.0f", r.m.throughput) + " |";
     for (const auto& [b, ms] : r.m.latency_ms) s += " " + fmt("%.2f", ms) + " |";
-    s += " " + (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |\n";
+    if (stages) s += " " + (r.pass_seconds <= 0 ? std::string("-") : fmt("%.2f", r.pass_seconds)) + " |";
+    s += "\n";
   }
   return s;
 }
@@ -502,6 +535,13 @@ nlohmann::json report_json(const PipelineResult& res, const CompressRecipe& r,
   for (const auto& b : r.budget.bounds)
     bounds.push_back({{"metric", b.metric.empty() ? task.metrics().front().name : b.metric},
                       {"bound", b.bound}, {"value", b.value}});
+  const Budget& bu = r.budget;
+  if (bu.max_params) bounds.push_back({{"metric", "params"}, {"bound", "max"}, {"value", *bu.max_params}});
+  if (bu.max_flops) bounds.push_back({{"metric", "flops"}, {"bound", "max"}, {"value", *bu.max_flops}});
+  if (bu.max_bytes) bounds.push_back({{"metric", "bytes"}, {"bound", "max"}, {"value", *bu.max_bytes}});
+  if (bu.max_latency_ms)
+    bounds.push_back({{"metric", "latency_ms"}, {"bound", "max"}, {"value", *bu.max_latency_ms},
+                      {"batch", bu.latency_batch}});
   return {{"schema_version", kReportSchemaVersion},
           {"pare_version", pare_version()},
           {"warnings", res.warnings},

@@ -6,6 +6,7 @@
 //
 // Recipe: data: {dataset: graph, path: TU FOLDER | HIV.csv | delaney-processed.csv, eval_split:
 // test, cache: FOLDER | none}, calibration: {samples: 1024} (train graphs, evenly spaced: no seed).
+// eval.limit N measures N graphs evenly spaced over the split (its files group graphs by class).
 // Training (pare train): data: {path, split: random | all, split_seed, cache}; the model section is
 // completed from the data (task, output width, encoders and their vocabularies, split, graph
 // statistics); epochs over a seeded permutation (limit_train: a seeded subset, kept in index
@@ -67,7 +68,9 @@ class GraphTask : public Task {
     check_graph_data_fits(m.config, data_.ds, s_.path);
     metric_ = graph_metric_name(m.config.gps.task);
     idx_ = split_indices(data_, s_.eval_split);
-    if (eval.limit > 0 && static_cast<int64_t>(idx_.size()) > eval.limit) idx_.resize(eval.limit);
+    // eval.limit: an evenly spaced subset, not the first N (a split lists its graphs in file
+    // order, and TU files group them by class: NCI1's first 165 test graphs are all class 0).
+    if (eval.limit > 0 && static_cast<int64_t>(idx_.size()) > eval.limit) idx_ = spaced_subset(idx_, eval.limit);
     calib_idx_ = spaced_subset(split_indices(data_, "train"), s_.calib_samples);
     log(concat(idx_.size(), " ", s_.eval_split, " graphs of ", data_.describe()));
   }
@@ -259,6 +262,7 @@ TaskInfo graph_task_info() {
   t.name = "graph";
   t.dataset = "graph";
   t.summary = "TU / MoleculeNet graphs with the model's split: accuracy, ROC-AUC or MAE";
+  t.fits = [](const ArchConfig& c) { return c.is_graph(); };
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool training,
                std::vector<std::string>& problems) {
     GraphTask::Spec s;
@@ -276,7 +280,6 @@ TaskInfo graph_task_info() {
                         "MoleculeNet CSV (HIV.csv, delaney-processed.csv); --data gives it too");
     FieldReader c(calib, "/calibration", problems);
     s.calib_samples = c.integer("samples", 1024, 1, 1 << 24);
-    c.integer("seed", 0, 0);  // accepted for every task; graphs are drawn without one
     c.reject_unknown();
     return std::unique_ptr<Task>(new GraphTask(std::move(s)));
   };

@@ -33,11 +33,17 @@ std::unique_ptr<Tokenizer> tokenizer_for_model(const std::string& model_path,
 }
 
 torch::Tensor tokenize_file(const Tokenizer& t, const std::string& path) {
+  PARE_CHECK(!std::filesystem::is_directory(path), path, ": expected a text file, got a folder");
   const std::string text = read_file(path);
   PARE_CHECK(!text.empty(), path, ": the text file is empty");
   std::vector<int64_t> ids;
   if (t.bos_id() >= 0) ids.push_back(t.bos_id());
-  std::vector<int64_t> body = t.encode(text);
+  std::vector<int64_t> body;
+  try {
+    body = t.encode(text);
+  } catch (const InputError& e) {
+    throw InputError(concat(path, ": cannot be tokenised: ", e.what()));
+  }
   ids.insert(ids.end(), body.begin(), body.end());
   return torch::tensor(ids, torch::kLong);
 }

@@ -69,13 +69,15 @@ class LmPerplexity : public Task {
     log(concat(windows_.size(0), " evaluation windows of ", seq_len_, " tokens from ", s_.path));
   }
   std::string describe_markdown() const override {
-    return concat("- evaluation text: ", s_.path, " (", text_tokens_.numel(), " tokens, ",
-                  tok_ ? tok_->kind() : std::string("?"), " tokenizer); perplexity over ",
-                  windows_.size(0), " non-overlapping windows of ", seq_len_,
-                  " tokens, KL / top-1 against the baseline on the same tokens\n",
-                  "- calibration (passes that need it): ", s_.calib_samples, " windows of ",
-                  s_.calibration_path.empty() ? std::string("(none given)") : s_.calibration_path,
-                  ", seed ", s_.calib_seed, "\n");
+    std::string s = concat("- evaluation text: ", s_.path, " (", text_tokens_.numel(), " tokens, ",
+                           tok_ ? tok_->kind() : std::string("?"), " tokenizer); perplexity over ",
+                           windows_.size(0), " non-overlapping windows of ", seq_len_,
+                           " tokens; KL / top-1 against the reference (a compression run's baseline) "
+                           "on the same tokens\n");
+    if (calib_.defined())
+      s += concat("- calibration (passes that need it): ", calib_.size(0), " windows of ", calib_.size(1),
+                  " tokens of ", s_.calibration_path, ", seed ", s_.calib_seed, "\n");
+    return s;
   }
   nlohmann::json describe() const override {
     return {{"name", name()},
@@ -135,7 +137,9 @@ class LmPerplexity : public Task {
     const std::string text = read_file(s_.train_text);
     PARE_CHECK(!text.empty(), s_.train_text, ": the text file is empty");
     train_tok_ = kind == "byte" ? make_byte_tokenizer() : build_char_tokenizer(text);
-    const int64_t vocab = model.value("vocab_size", int64_t(0));
+    // The data decides the vocabulary when the recipe leaves it out.
+    if (!model.contains("vocab_size")) model["vocab_size"] = train_tok_->vocab_size();
+    const int64_t vocab = model["vocab_size"].is_number_integer() ? model["vocab_size"].get<int64_t>() : 0;
     PARE_CHECK(train_tok_->vocab_size() <= vocab, "/model/vocab_size ", vocab,
                " is smaller than the ", kind, " tokenizer's ", train_tok_->vocab_size(), " tokens");
     torch::Tensor all = torch::tensor(train_tok_->encode(text), torch::kLong);
@@ -155,8 +159,9 @@ class LmPerplexity : public Task {
     PARE_CHECK(o.steps > 0 && o.seq_len >= 2, "train: steps must be positive and seq_len at least 2");
     PARE_CHECK(train_.numel() > o.seq_len + 1, "train: the training text has ", train_.numel(),
                " tokens, too few for windows of ", o.seq_len);
-    PARE_CHECK(o.seq_len <= m.config.max_position_embeddings, "train: seq_len ", o.seq_len,
-               " exceeds max_position_embeddings ", m.config.max_position_embeddings);
+    PARE_CHECK(o.seq_len <= m.config.max_position_embeddings, "/train/seq_len: ", o.seq_len,
+               " exceeds the model's max_position_embeddings ", m.config.max_position_embeddings,
+               " (default seq_len: 128)");
     opt_ = o;
     offs_ = torch::arange(o.seq_len + 1, torch::kLong).unsqueeze(0);
     return {1, o.steps, "tokens"};
@@ -202,6 +207,8 @@ TaskInfo lm_perplexity_task_info() {
   t.name = "lm-perplexity";
   t.dataset = "text";
   t.summary = "a text file: perplexity, KL / top-1 agreement against a reference model";
+  t.fits = [](const ArchConfig& c) { return c.is_lm(); };
+  t.train_data_key = "text";
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool training,
                std::vector<std::string>& problems) {
     LmPerplexity::Spec s;

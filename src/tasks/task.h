@@ -220,6 +220,11 @@ struct TaskInfo {
   std::string name;       // "image-classification"
   std::string dataset;    // the recipe's data.dataset value: "fashion-mnist", "text", "graph"
   std::string summary;    // one line
+  // Whether a model of this architecture takes the task's inputs (images, token ids, graphs):
+  // pare train refuses a recipe whose model cannot (null: any).
+  std::function<bool(const ArchConfig&)> fits;
+  // The data key `pare train --data` sets (the training data): "path", or "text" for LMs.
+  std::string train_data_key = "path";
   // Parses the recipe's data and calibration sections (paths reported as "/data/KEY"); problems
   // are appended (every one collected); returns the task, not yet loaded. `training`: for
   // `pare train` (the training data is required instead of the evaluation data).
@@ -236,6 +241,11 @@ class TaskTable {
   void add(TaskInfo info);  // InternalError when the name or dataset is taken
   const TaskInfo* find(const std::string& name_or_dataset) const;
   std::vector<std::string> datasets() const;  // "fashion-mnist, text, graph, ..."
+  // The task a recipe's data section names: data.task (a task name) or data.dataset (a data set
+  // name or a task name); both given must name the same task. nullptr when it names none or on a
+  // problem (appended: "/data/task: ..."); `named_as` gets "task" or "dataset".
+  const TaskInfo* from_data(const nlohmann::json& data, std::string& named_as,
+                            std::vector<std::string>& problems) const;
   const std::vector<TaskInfo>& all() const { return tasks_; }
 
  private:
@@ -244,6 +254,13 @@ class TaskTable {
 
 // The task a model's config records (ArchConfig::task; by family when it records none).
 std::string model_task(const ArchConfig& c);
+
+// "" when a recipe naming task `named` fits a model of config `c`; otherwise why not, in one phrase:
+// "text does not fit a vit model (its task is image-classification; use dataset: fashion-mnist)".
+// `training`: the model is being built, so any task that `fits` its architecture will do; else the
+// task must be the one the model's config records.
+std::string task_mismatch(const TaskInfo& named, const std::string& named_as, const ArchConfig& c,
+                          bool training);
 
 // The metric spec `name` of `t`, if it has one.
 std::optional<MetricSpec> find_metric(const Task& t, const std::string& name);

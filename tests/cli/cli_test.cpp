@@ -1589,3 +1589,88 @@ TEST_F(PareCli, LmBadInputIsOneLineAndExit2) {
                    "--seq-len", "-1"},
                   {"--seq-len", "got -1"});
 }
+
+// ------------------------------------------------------------------------------------------------
+// The task layer as a user meets it (issue 17; found by a new-user trial of the Task refactor).
+
+// pare train: a data set the model_type cannot take is refused before anything loads, naming the
+// recipe; the output folder of a model is not replaced without --force; --data replaces an LM's
+// training text (data.text), so the held-out split of it stays held out.
+TEST_F(PareCli, TrainChecksTheTaskAgainstTheModelAndKeepsModels) {
+  const fs::path vt = write("vt.yaml", "model: {model_type: vit, hidden_size: 16, num_hidden_layers: 1, "
+                                       "num_attention_heads: 2, intermediate_size: 32, image_size: 28, "
+                                       "patch_size: 7, num_channels: 1, num_labels: 10}\n"
+                                       "data: {dataset: text, text: /nonexistent.txt}\n"
+                                       "train: {epochs: 1, out: m}\n");
+  expect_rejected({"train", "--recipe", vt.string()},
+                  {"vt.yaml: /data/dataset: text does not fit a vit model (its task is image-classification; "
+                   "use dataset: fashion-mnist)"});
+  const fs::path both = write("both.yaml", "model: {model_type: vit}\n"
+                                           "data: {task: image-classification, dataset: text}\n");
+  expect_rejected({"train", "--recipe", both.string()},
+                  {"both.yaml", "/data/dataset: text is data of the lm-perplexity task, not of task "
+                                "image-classification"});
+  // An existing model folder (here: the tiny model's own) is not replaced.
+  const fs::path m = copy_model("existing");
+  const auto before = snapshot({m});
+  Proc r = pare({"train", "--recipe", (model().parent_path() / "tiny.yaml").string(), "--out", m.string()});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "holds a model already")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "--force")) << describe(r);
+  EXPECT_TRUE(snapshot({m}) == before);
+  // --data on an LM recipe: 90% of that text trains, the rest is the test text.
+  const fs::path text = write("t.txt", std::string(20000, 'a') + std::string(20000, 'b'));
+  const fs::path lm = write("lm.yaml", "model: {model_type: gpt2, n_embd: 16, n_layer: 1, n_head: 2, "
+                                       "n_inner: 32, n_positions: 32}\n"
+                                       "data: {dataset: text, text: /nonexistent.txt, split: 0.9, tokenizer: char}\n"
+                                       "train: {steps: 3, batch_size: 2, seq_len: 16, log_every: 0}\n");
+  r = pare({"train", "--recipe", lm.string(), "--data", text.string(), "--out", (dir_ / "lm").string()});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json log = json::parse(read_file(dir_ / "lm" / "train.json"));
+  EXPECT_EQ(log["train_tokens"], 36000);
+  EXPECT_EQ(log["test_tokens"], 4000);
+  EXPECT_EQ(log["recipe"]["model"]["vocab_size"], 2) << "the char tokenizer decides the vocabulary";
+  EXPECT_EQ(log["recipe"]["train"]["out"], (dir_ / "lm").string());
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "lm" / "tokenizer.json"));
+}
+
+// Budgets: a metric section for any metric of the task, ceilings listed in report.json, a
+// percentage written as a fraction warned about, a bad --set value named as the --set.
+TEST_F(PareCli, BudgetSectionsCeilingsAndWarnings) {
+  const fs::path rec = write("b.yaml", std::string(kSliceRecipe) +
+                                           "budget:\n  accuracy: {min: 0.5}\n  params: {max: 1000000}\n");
+  std::vector<std::string> args = compress_args(model(), rec, dir_ / "o");
+  args.push_back("--quiet");
+  Proc r = pare(args);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err, "pare: warning: ")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "min 0.5 is in percent")) << describe(r);
+  const json rep = json::parse(read_file(dir_ / "o" / "report.json"));
+  ASSERT_EQ(rep["budget"]["bounds"].size(), 2u) << rep["budget"].dump();
+  EXPECT_EQ(rep["budget"]["bounds"][0], json({{"metric", "accuracy"}, {"bound", "min"}, {"value", 0.5}}));
+  EXPECT_EQ(rep["budget"]["bounds"][1], json({{"metric", "params"}, {"bound", "max"}, {"value", 1000000}}));
+  EXPECT_EQ(rep["warnings"].size(), 1u);
+  // A metric section names the metric: rocauc is not the classifier's.
+  expect_rejected(compress_args(model(), write("roc.yaml", std::string(kSliceRecipe) +
+                                                               "budget:\n  rocauc: {min: 74}\n"),
+                                dir_ / "out"),
+                  {"roc.yaml: /budget/rocauc: rocauc is not a metric of the image-classification task"});
+  auto bad = compress_args(model(), write("s.yaml", kSliceRecipe), dir_ / "out");
+  bad.insert(bad.end(), {"--set", "pipeline.0.slicing=1.5"});
+  expect_rejected(bad, {"s.yaml", "/pipeline/0/slicing", "got 1.5 (from --set pipeline.0.slicing=1.5)"});
+}
+
+// pare eval: flags of another task are refused in flag words; --reference without a metric that
+// uses one is a warning; a --json folder that does not exist fails before anything is measured.
+TEST_F(PareCli, EvalFlagsSpeakTheTask) {
+  expect_rejected({"eval", "--model", model().string(), "--split", "train"},
+                  {"--split: not a flag of the image-classification task"});
+  expect_rejected({"eval", "--model", model().string(), "--json", (dir_ / "no" / "e.json").string()},
+                  {"no/e.json: --json: the folder does not exist"});
+  Proc r = pare({"eval", "--model", model().string(), "--limit", "50", "--latency-batches", "1",
+                 "--reference", model().string()});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.err, "pare: warning: --reference: the image-classification task measures nothing against a "
+                   "reference model; ignored\n");
+  EXPECT_FALSE(contains(r.out, "Δ")) << "one model, no baseline: no change column\n" << r.out;
+}
