@@ -511,9 +511,15 @@ class GpsFamily : public Family {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
-    torch::Tensor f = d.intermediate_size == 0
-                          ? m.at(b + "ffn_down.bias").expand_as(s.x)
-                          : lin(m, b + "ffn_down", at::relu(lin(m, b + "ffn_up", s.x)));
+    torch::Tensor f;
+    if (d.intermediate_size == 0) {
+      f = m.at(b + "ffn_down.bias").expand_as(s.x);
+    } else {
+      torch::Tensor hid = at::relu(lin(m, b + "ffn_up", s.x));
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnHidden, l, hid);
+      f = lin(m, b + "ffn_down", hid);
+    }
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnBranch, l, f);
     s.x = gps_norm(m, b + "norm_ffn", s.x + f, s);
   }
 
@@ -768,7 +774,11 @@ class GpsFamily : public Family {
                              : y;
     };
     const torch::Tensor hin = nodes.defined() ? h.index_select(0, nodes) : h;
-    if (d.heads == 0) return scatter(m.at(b + "attn_o.bias").expand({hin.size(0), h.size(1)}).contiguous());
+    if (d.heads == 0) {
+      torch::Tensor y = scatter(m.at(b + "attn_o.bias").expand({hin.size(0), h.size(1)}).contiguous());
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
+      return y;
+    }
     const int64_t G = s.key_padding.size(0), n_max = s.key_padding.size(3),
                   inner = d.heads * d.head_dim;
     auto dense = [&](const char* slot) {  // [N', inner] -> [G, heads, n_max, head_dim]
@@ -785,7 +795,9 @@ class GpsFamily : public Family {
                             .transpose(1, 2)
                             .reshape({G * n_max, inner})
                             .index_select(0, s.dense_index);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
     torch::Tensor y = scatter(lin(m, b + "attn_o", ctx));
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
     if (const TokenPruneStep* step = m.config.prune_step(l))
       prune_nodes(*step, probs, k.transpose(1, 2).reshape({G, n_max, inner}), h.size(0), s);
     return y;

@@ -29,6 +29,12 @@ enum class HookPoint {
   kResidual,   // residual stream at a site before its norm, [B, T, d]; index = site
   kAttnProbs,  // attention probabilities of a layer, [B, H, T, T]; index = layer
   kLogits,     // model output [B, labels]; index = 0
+  // Where masks/ gates what it may remove (index = layer; [.., C] is [B, T, C] for token models,
+  // [N, C] for graph models, over the rows that run):
+  kHeadContext,  // each head's context vector before the output projection, [.., heads·head_dim]
+  kFfnHidden,    // the FFN's activation before ffn_down, [.., intermediate_size]
+  kAttnBranch,   // the attention branch's output before its residual add, [.., d]
+  kFfnBranch,    // the FFN branch's output before its residual add, [.., d]
 };
 
 struct Hooks {

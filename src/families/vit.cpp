@@ -199,7 +199,9 @@ class VitFamily : public Family {
     if (d.heads == 0) {
       PARE_CHECK(!m.config.prune_step(l), "vit: layer ", l,
                  " has no attention heads, so its token-pruning step has no attention to rank by");
-      s.x = add_residual(m, b + "attn_shortcut", s.x, m.at(b + "attn_o.bias").expand({s.x.size(0), s.x.size(1), d.mlp_in}));
+      torch::Tensor y = m.at(b + "attn_o.bias").expand({s.x.size(0), s.x.size(1), d.mlp_in});
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
+      s.x = add_residual(m, b + "attn_shortcut", s.x, y);
       return;
     }
     torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
@@ -221,6 +223,7 @@ class VitFamily : public Family {
     if (!m.hooks.empty())  // hooks see (and may replace) the probabilities before they weigh the values
       out.steer_probs = [&](torch::Tensor& p) { m.hooks.fire(HookPoint::kAttnProbs, l, p); };
     torch::Tensor ctx = multi_head_attention(q, keys, v, d.heads, out);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
     // Zero-TPrune and baselines keep `keep` tokens; the output projection, residual and
     // everything after run on them only (per-token ops, so pruning here equals pruning after).
     torch::Tensor idx;
@@ -229,6 +232,7 @@ class VitFamily : public Family {
       ctx = gather_tokens(ctx, idx);
     }
     torch::Tensor y = m.linear(b + "attn_o").forward(ctx);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
     if (prune && !m.config.shortcuts)
       s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
     else
@@ -279,13 +283,18 @@ class VitFamily : public Family {
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
     if (d.intermediate_size == 0) {
       const int64_t next = m.config.site_dim(2 * l + 2);
-      s.x = add_residual(m, b + "ffn_shortcut", s.x, m.at(b + "ffn_down.bias").expand({s.x.size(0), s.x.size(1), next}));
+      torch::Tensor y = m.at(b + "ffn_down.bias").expand({s.x.size(0), s.x.size(1), next});
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnBranch, l, y);
+      s.x = add_residual(m, b + "ffn_shortcut", s.x, y);
       return;
     }
     torch::Tensor h = apply_norm(m, b + "ffn_norm", s.x);
     h = m.linear(b + "ffn_up").forward(h);
     h = at::GradMode::is_enabled() ? at::gelu(h) : at::gelu_(h);  // h is this call's own tensor
-    s.x = add_fresh_residual(m, b + "ffn_shortcut", s.x, m.linear(b + "ffn_down").forward(h));
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnHidden, l, h);
+    torch::Tensor y = m.linear(b + "ffn_down").forward(h);
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnBranch, l, y);
+    s.x = add_fresh_residual(m, b + "ffn_shortcut", s.x, y);
   }
 
   torch::Tensor head(const Model& m, ForwardState& s) const override {

@@ -36,16 +36,7 @@ Model ph_model(uint64_t seed, int64_t layers = 2) {
   c.layers.clear();  // rebuilt by finalize from the fields above
   c.finalize("test");
   Model m = family_by_name("vit").init(c, seed);
-  // Weights of order one (init's std 0.02 makes every head near-silent and attention uniform).
-  torch::manual_seed(seed + 100);
-  for (auto& [name, t] : m.tensors)
-    t = name.find("norm.weight") != std::string::npos ? 1.0 + 0.3 * torch::randn(t.sizes())
-                                                       : 0.5 * torch::randn(t.sizes());
-  for (auto& [slot, form] : m.linears) {
-    auto& d = m.dense(slot);
-    d.weight = torch::randn(d.weight.sizes()) / std::sqrt(double(d.weight.size(1)));
-    d.bias = 0.1 * torch::randn(d.bias.sizes());
-  }
+  pare_test::order_one_weights(m, seed + 100);  // init's std 0.02 makes every head near-silent
   return m;
 }
 

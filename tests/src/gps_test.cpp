@@ -31,19 +31,7 @@ struct Io {
 
 Io load_io(const std::string& name) {
   Io io;
-  io.t = read_torch_checkpoint(fixture("gps/" + name + "_io.pt")).tensors;
-  auto get = [&](const char* k) { return io.t.count(k) ? io.t.at(k) : torch::Tensor(); };
-  GraphBatch& b = io.batch;
-  b.node_cat = get("node_cat");
-  b.node_attr = get("node_attr");
-  b.edge_index = get("edge_index");
-  b.edge_cat = get("edge_cat");
-  b.batch = get("batch");
-  b.ptr = get("ptr");
-  b.rwse = get("rwse");
-  b.lap_vec = get("lap_vec");
-  b.lap_val = get("lap_val");
-  b.num_graphs = b.ptr.size(0) - 1;
+  io.batch = gps_fixture_batch(name, &io.t);
   return io;
 }
 

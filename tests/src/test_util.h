@@ -16,6 +16,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "data/graph_data.h"
+#include "families/model.h"
+#include "io/torch_pickle.h"
 
 namespace pare_test {
 
@@ -107,6 +110,42 @@ std::string input_error_message(F&& fn) {
 
 // The tiny ViT the core tests build in code: hidden 16, 2 layers, 2 heads, intermediate 32,
 // 8x8 single-channel images in 4x4 patches, 3 labels, eps 1e-6.
+// The graph batch of fixture tests/fixtures/gps/NAME_io.pt (written by python3-torch), and that
+// file's tensors (the expected logits among them) in `tensors` when asked.
+inline pare::GraphBatch gps_fixture_batch(const std::string& name,
+                                          std::map<std::string, torch::Tensor>* tensors = nullptr) {
+  const auto t = pare::read_torch_checkpoint(fixture("gps/" + name + "_io.pt")).tensors;
+  auto get = [&](const char* k) { return t.count(k) ? t.at(k) : torch::Tensor(); };
+  pare::GraphBatch b;
+  b.node_cat = get("node_cat");
+  b.node_attr = get("node_attr");
+  b.edge_index = get("edge_index");
+  b.edge_cat = get("edge_cat");
+  b.batch = get("batch");
+  b.ptr = get("ptr");
+  b.rwse = get("rwse");
+  b.lap_vec = get("lap_vec");
+  b.lap_val = get("lap_val");
+  b.num_graphs = b.ptr.size(0) - 1;
+  if (tensors) *tensors = t;
+  return b;
+}
+
+// Weights of order one, seeded (init's std 0.02 makes every head near-silent and attention
+// uniform, which hides what a test looks for): norm weights 1 + 0.3·N(0, 1), other plain tensors
+// 0.5·N(0, 1), linear weights N(0, 1/in), biases 0.1·N(0, 1).
+inline void order_one_weights(pare::Model& m, uint64_t seed) {
+  torch::manual_seed(seed);
+  for (auto& [name, t] : m.tensors)
+    t = name.find("norm.weight") != std::string::npos ? 1.0 + 0.3 * torch::randn(t.sizes())
+                                                       : 0.5 * torch::randn(t.sizes());
+  for (auto& [slot, form] : m.linears) {
+    auto& d = m.dense(slot);
+    d.weight = torch::randn(d.weight.sizes()) / std::sqrt(double(d.weight.size(1)));
+    d.bias = 0.1 * torch::randn(d.bias.sizes());
+  }
+}
+
 inline pare::ArchConfig tiny_vit_config(const std::string& norm) {
   pare::ArchConfig c;
   c.family = "vit";
