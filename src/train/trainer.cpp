@@ -89,8 +89,10 @@ TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHook
   const auto t0 = std::chrono::steady_clock::now();
   int64_t step = 0, units = 0;
   double ema = 0;
+  std::vector<torch::Tensor> best_extra;
   for (int epoch = 1; epoch <= plan.epochs; ++epoch) {
     const auto te = std::chrono::steady_clock::now();
+    if (hooks.on_mode) hooks.on_mode(m, true);
     task.begin_epoch(epoch, gen);
     task.set_training(m, true);
     double loss_sum = 0, lr = 0;
@@ -132,6 +134,7 @@ TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHook
                         {"train_seconds", since(te)}};
     const auto tv = std::chrono::steady_clock::now();
     m.set_requires_grad(false);
+    if (hooks.on_mode) hooks.on_mode(m, false);
     std::optional<EpochEval> ev = task.end_epoch(m, epoch);
     bool better = false;
     if (ev) {
@@ -140,6 +143,8 @@ TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHook
         better = !best || (higher ? *ev->valid > *res.best_valid : *ev->valid < *res.best_valid);
         if (better) {
           best = std::make_unique<Model>(m.clone());
+          best_extra.clear();
+          for (const auto& p : hooks.extra_parameters) best_extra.push_back(p.detach().clone());
           res.best_epoch = epoch;
           res.best_valid = ev->valid;
         }
@@ -157,7 +162,12 @@ TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHook
     if (hooks.on_epoch) hooks.on_epoch(m, epoch);
   }
   if (best) {
+    Hooks attached = m.hooks;  // clone() does not copy hooks; the caller's stay on its model
     m = std::move(*best);
+    m.hooks = attached;
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < best_extra.size(); ++i) hooks.extra_parameters[i].copy_(best_extra[i]);
+    if (hooks.on_mode) hooks.on_mode(m, false);  // evaluation masks from the restored parameters
   } else {
     res.best_epoch = plan.epochs;
   }

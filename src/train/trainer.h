@@ -46,6 +46,10 @@ struct TrainHooks {
   // After every optimizer step, and after every epoch (with its evaluation, if any).
   std::function<void(const StepContext&)> on_step;
   std::function<void(Model&, int epoch)> on_epoch;
+  // Called with true before each epoch's training, with false before its evaluation and once more
+  // after the best epoch's parameters are restored: gates switch to their deterministic masks for
+  // evaluation (never noise at evaluation).
+  std::function<void(Model&, bool training)> on_mode;
 };
 
 struct TrainResult {
@@ -60,8 +64,10 @@ struct TrainResult {
   std::optional<double> best_valid;
 };
 
-// Trains `m` in place on `task` (prepared: Task::prepare_training). InputError for options that
-// cannot apply (non-positive epochs / batch size / lr, data too small for a batch).
+// Trains `m` in place on `task` (prepared: Task::prepare_training). When the task reports a
+// validation figure, the best epoch's weights and extra parameters are restored at the end (the
+// model keeps the hooks attached to it). InputError for options that cannot apply (non-positive
+// epochs / batch size / lr, data too small for a batch).
 TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHooks& hooks = {});
 
 }  // namespace pare

@@ -10,6 +10,8 @@
 #include "base/recipe.h"
 #include "builtin.h"
 #include "families/family.h"
+#include "gates.h"
+#include "groups.h"
 #include "pipeline/pipeline.h"
 #include "test_util.h"
 #include "train/trainer.h"
@@ -204,6 +206,76 @@ TEST(TaskPlugin, TrainsEvaluatesAndCompressesThroughPareCodePaths) {
   CompressRecipe mine = parse_compress_recipe_json(recipe, "quadrants.yaml");
   EXPECT_INPUT_ERROR(bind_task(mine, pare_test::tiny_vit_config("layernorm")),
                      HasSubstr("does not fit a vit model (its task is image-classification"));
+}
+
+// Mask fine-tuning through the one training loop, with nothing copied from it: hard-concrete
+// gates on every head (masks/), their log α as TrainHooks::extra_parameters with the model's
+// weights frozen, an expected-L0 penalty as extra_loss, a fresh gate sample before every step
+// (on_step) and deterministic masks for each epoch's evaluation (on_mode). The weights stay
+// bitwise as they were, the penalty pulls the expected number of open heads down, a seed
+// reproduces the run, and the evaluation each epoch reported is the deterministic masks' accuracy.
+TEST(TaskPlugin, MaskFineTuningRunsThroughTheOneLoop) {
+  register_quadrants();
+  auto run = [](std::vector<torch::Tensor>* log_alpha_out, double* valid_out) {
+    std::vector<std::string> problems;
+    std::unique_ptr<Task> task = TaskTable::global().find("quadrants")->parse(
+        {{"dataset", "quadrants"}}, nlohmann::json::object(), true, problems);
+    Model m = quadrant_vit();
+    nlohmann::json section = nlohmann::json::object();
+    task->prepare_training(section, {}, problems, [](const std::string&) {});
+    task->load(m, "", {}, false, [](const std::string&) {});
+    TrainOptions o;
+    o.epochs = 3;
+    o.batch_size = 32;
+    o.lr = 3e-3;
+    o.warmup_steps = 10;
+    o.log_every = 0;
+    train(m, *task, o);  // the dense model first
+    std::map<std::string, torch::Tensor> before;
+    for (const auto& [name, t] : m.tensors) before[name] = t.clone();
+    for (const auto& [slot, f] : m.linears) before[slot] = m.dense(slot).weight.clone();
+
+    std::vector<masks::HardConcrete> gates{masks::HardConcrete(4, 0.9), masks::HardConcrete(4, 0.9)};
+    masks::MaskSet set;
+    set.attach(m);
+    auto gen = at::detail::createCPUGenerator(21);
+    bool training = true;
+    auto apply = [&] {
+      for (int64_t l = 0; l < 2; ++l)
+        set.set(masks::MaskGroupKind::kHeads, l, training ? gates[l].sample(gen) : gates[l].deterministic());
+    };
+    const double l0_start = (gates[0].expected_l0() + gates[1].expected_l0()).item<double>();
+    TrainHooks h;
+    h.train_weights = false;
+    h.extra_parameters = {gates[0].log_alpha, gates[1].log_alpha};
+    h.extra_lr = 0.1;
+    h.extra_loss = [&](const StepContext&) { return 0.05 * (gates[0].expected_l0() + gates[1].expected_l0()); };
+    h.on_step = [&](const StepContext&) { apply(); };
+    h.on_mode = [&](Model&, bool t) {
+      training = t;
+      apply();
+    };
+    o.lr = 1e-3;  // unused by the frozen weights; the gates use extra_lr
+    TrainResult r = train(m, *task, o, h);
+    // Frozen weights, bitwise.
+    for (const auto& [name, t] : m.tensors) EXPECT_TRUE(torch::equal(t, before.at(name))) << name;
+    for (const auto& [slot, f] : m.linears) EXPECT_TRUE(torch::equal(m.dense(slot).weight, before.at(slot))) << slot;
+    const double l0_end = (gates[0].expected_l0() + gates[1].expected_l0()).item<double>();
+    EXPECT_LT(l0_end, l0_start - 0.5) << "the L0 penalty did not move the gates";
+    // After training the masks are the deterministic ones (on_mode(false)), and the model with
+    // them scores what the kept epoch reported.
+    EXPECT_FALSE(training);
+    const double acc = accuracy_here(m, quadrants(300, 7).first, quadrants(300, 7).second);
+    EXPECT_DOUBLE_EQ(acc, r.epochs[r.best_epoch - 1]["valid_accuracy"].get<double>());
+    *log_alpha_out = {gates[0].log_alpha.detach().clone(), gates[1].log_alpha.detach().clone()};
+    *valid_out = acc;
+  };
+  std::vector<torch::Tensor> a1, a2;
+  double v1 = 0, v2 = 0;
+  run(&a1, &v1);
+  run(&a2, &v2);
+  EXPECT_TRUE(torch::equal(a1[0], a2[0]) && torch::equal(a1[1], a2[1])) << "a seed must reproduce the run";
+  EXPECT_DOUBLE_EQ(v1, v2);
 }
 
 }  // namespace
