@@ -363,8 +363,10 @@ class DecoderFamily : public Family {
       torch::Tensor probs = at::softmax(scores, -1);
       if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnProbs, l, probs);
       torch::Tensor ctx = at::matmul(probs, v).transpose(1, 2).reshape({B, T, d.heads * d.head_dim});
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
       out = m.linear(b + "attn_o").forward(ctx);
     }
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, out);
     if (c.parallel_blocks()) {
       s.block_in = h;
       s.attn_out = out;
@@ -389,8 +391,10 @@ class DecoderFamily : public Family {
       torch::Tensor up = m.linear(b + "ffn_up").forward(h);
       torch::Tensor act = gated(c) ? at::silu(m.linear(b + "ffn_gate").forward(h)).mul_(up)
                                    : activation(c, up);
+      if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnHidden, l, act);
       out = m.linear(b + "ffn_down").forward(act);
     }
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kFfnBranch, l, out);
     if (par) {
       out = out + s.attn_out;
       s.block_in = s.attn_out = torch::Tensor();

@@ -1,4 +1,5 @@
-// Mask groups (masks/groups.h) on a small ViT with weights of order one and a GraphGPS fixture:
+// Mask groups (masks/groups.h) on a small ViT with weights of order one, the GraphGPS gine fixture and
+// the llama / phi decoder fixtures (tests/fixtures, written by python3-torch):
 // open masks give the logits of the model with a no-op hook bit for bit (and of the hook-free
 // model within float32 rounding: hooks route the attention through its unfused path); a closed
 // head equals the head's output-projection columns zeroed, a closed FFN channel its ffn_down
@@ -177,6 +178,38 @@ TEST(MaskGroups, GraphGpsHeadsChannelsAndBranches) {
       ref.dense(slot).bias.zero_();
     }
     expect_close(run(m), run(ref));
+  }
+}
+
+// Decoder LMs (the llama fixture: grouped-query attention, gated FFN; phi: parallel blocks, biases):
+// the same hook points, the same equalities.
+TEST(MaskGroups, DecoderLmsHeadsChannelsAndBranches) {
+  for (const char* name : {"llama", "phi"}) {
+    SCOPED_TRACE(name);
+    const Model base = load_model(pare_test::fixture(std::string("lm/") + name));
+    const auto& d = base.config.layers[1];
+    ASSERT_GE(d.heads, 2);
+    const torch::Tensor ids = torch::arange(12, torch::kLong).remainder(base.config.vocab_size).unsqueeze(0);
+    auto run = [&](const Model& m) {
+      torch::NoGradGuard ng;
+      return m.forward(ids);
+    };
+    Model m = base.clone(), ref = base.clone();
+    torch::Tensor zh = torch::ones({d.heads});
+    zh[d.heads - 1] = 0;
+    torch::Tensor zc = torch::ones({d.intermediate_size});
+    zc[2] = 0;
+    MaskSet s;
+    s.set(MaskGroupKind::kHeads, 1, zh);
+    s.set(MaskGroupKind::kFfnChannels, 1, zc);
+    s.set(MaskGroupKind::kAttnBranch, 0, torch::zeros({1}));
+    s.attach(m);
+    ref.dense("blk.1.attn_o").weight.narrow(1, (d.heads - 1) * d.head_dim, d.head_dim).zero_();
+    ref.dense("blk.1.ffn_down").weight.select(1, 2).zero_();
+    ref.dense("blk.0.attn_o").weight.zero_();
+    if (ref.dense("blk.0.attn_o").bias.defined()) ref.dense("blk.0.attn_o").bias.zero_();
+    expect_close(run(m), run(ref), 1e-4);
+    EXPECT_GT((run(m) - run(base)).abs().max().item<double>(), 1e-4) << "the masks changed nothing";
   }
 }
 
