@@ -12,14 +12,11 @@
 #include "families/checkpoint.h"
 #include "commands.h"
 #include "base/error.h"
-#include "tasks/evaluate.h"
 #include "families/family.h"
 #include "base/fileio.h"
-#include "tasks/graph_eval.h"
 #include "tasks/lm_data.h"
 #include "tasks/lm_eval.h"
 #include "pipeline/pipeline.h"
-#include "base/version.h"
 
 namespace pare::cli {
 

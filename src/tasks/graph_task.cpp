@@ -94,7 +94,6 @@ class GraphTask : public Task {
             {"measured_graphs", idx_.size()},
             {"calibration", {{"samples", calib_idx_.size()}, {"drawn", "evenly spaced over the train split"}}}};
   }
-  int64_t calibration_count() const { return static_cast<int64_t>(calib_idx_.size()); }
 
   Measurement measure(const Model& m, const EvalSettings& eval, const Model*) const override {
     const GraphEvalResult r = evaluate_graph(m, data_.ds, idx_, eval.batch_size);
@@ -261,7 +260,6 @@ TaskInfo graph_task_info() {
   TaskInfo t;
   t.name = "graph";
   t.dataset = "graph";
-  t.summary = "TU / MoleculeNet graphs with the model's split: accuracy, ROC-AUC or MAE";
   t.fits = [](const ArchConfig& c) { return c.is_graph(); };
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool training,
                std::vector<std::string>& problems) {

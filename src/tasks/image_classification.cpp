@@ -160,7 +160,6 @@ TaskInfo image_classification_task_info() {
   TaskInfo t;
   t.name = "image-classification";
   t.dataset = "fashion-mnist";
-  t.summary = "Fashion-MNIST / MNIST idx files: top-1 accuracy, latency";
   t.fits = [](const ArchConfig& c) { return c.family == "vit"; };
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool,
                std::vector<std::string>& problems) {

@@ -206,7 +206,6 @@ TaskInfo lm_perplexity_task_info() {
   TaskInfo t;
   t.name = "lm-perplexity";
   t.dataset = "text";
-  t.summary = "a text file: perplexity, KL / top-1 agreement against a reference model";
   t.fits = [](const ArchConfig& c) { return c.is_lm(); };
   t.train_data_key = "text";
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool training,

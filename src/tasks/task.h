@@ -219,7 +219,6 @@ class Task {
 struct TaskInfo {
   std::string name;       // "image-classification"
   std::string dataset;    // the recipe's data.dataset value: "fashion-mnist", "text", "graph"
-  std::string summary;    // one line
   // Whether a model of this architecture takes the task's inputs (images, token ids, graphs):
   // pare train refuses a recipe whose model cannot (null: any).
   std::function<bool(const ArchConfig&)> fits;

@@ -114,7 +114,6 @@ void register_quadrants() {
   TaskInfo t;
   t.name = "tiny-quadrants";
   t.dataset = "quadrants";
-  t.summary = "synthetic test task";
   t.parse = [](const nlohmann::json& data, const nlohmann::json& calib, bool, std::vector<std::string>& problems) {
     FieldReader d(data, "/data", problems);
     d.string("dataset", "");
