@@ -1,5 +1,6 @@
 #include "builtin.h"
 
+#include "gtsp.h"
 #include "prune_heads.h"
 #include "quantize_pass.h"
 #include "slicegpt.h"
@@ -16,6 +17,7 @@ void register_builtin_passes() {
   register_quantize(t);
   register_zero_tprune(t);
   register_prune_heads(t);
+  register_gtsp(t);
 }
 
 }  // namespace pare

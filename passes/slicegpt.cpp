@@ -221,6 +221,10 @@ void check_foldable(const ArchConfig& c) {
              "through BatchNorm (per-channel running statistics and affine weights), which does not ",
              "commute with a rotation, so SliceGPT's invariance (Ashkboos et al. 2024, section 3.1) ",
              "does not hold");
+  for (size_t l = 0; l < c.layers.size(); ++l)
+    PARE_CHECK(c.layers[l].attention && c.layers[l].ffn, "slicegpt: layer ", l, " has no ",
+               c.layers[l].attention ? "FFN" : "attention",
+               " branch (removed by gtsp); slice the model before branches are removed");
 }
 
 }  // namespace

@@ -40,6 +40,9 @@ struct ForwardState {
   // Node pruning (gps): the rows of x that still take part in the global attention (int64 [N'],
   // ascending; undefined: all). dense_index and key_padding then describe these rows' layout.
   torch::Tensor attn_nodes;
+  // Learned node steps under a keep mask (HookPoint::kTokenScores): the mask values [N'] of the
+  // attending nodes, multiplied into their attention outputs (undefined: none).
+  torch::Tensor attn_gate;
 };
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every

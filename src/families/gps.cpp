@@ -119,6 +119,7 @@ std::vector<std::pair<std::string, std::string>> name_table(const ArchConfig& c)
     t.push_back({b + "norm_ffn", L + "norm2"});
     t.push_back({b + "ffn_up", L + "ff_linear1"});
     t.push_back({b + "ffn_down", L + "ff_linear2"});
+    t.push_back({b + "token_score", "pare." + L + "token_score"});  // GTSP's node scorer
   }
   for (int64_t i = 0; i < g.head_layers; ++i)
     t.push_back({"head." + std::to_string(i), "post_mp.FC_layers." + std::to_string(i)});
@@ -230,9 +231,10 @@ class GpsFamily : public Family {
         for (const char* n : kGatedSlots) s.push_back(b + n);
       else if (has_local(c))
         for (const char* n : {"local_nn0", "local_nn2"}) s.push_back(b + n);
-      if (has_global(c))
+      if (has_global(c) && c.layers[l].attention)
         for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o"}) s.push_back(b + n);
-      for (const char* n : {"ffn_up", "ffn_down"}) s.push_back(b + n);
+      if (c.layers[l].ffn)
+        for (const char* n : {"ffn_up", "ffn_down"}) s.push_back(b + n);
     }
     for (int64_t i = 0; i < g.head_layers; ++i) s.push_back("head." + std::to_string(i));
     return s;
@@ -277,13 +279,21 @@ class GpsFamily : public Family {
       if (has_local(c)) add_norm(e, b + "norm_local", d, bn);
       if (has_global(c)) {
         const int64_t inner = ld.heads * ld.head_dim;
-        for (const char* n : {"attn_q", "attn_k", "attn_v"}) add_linear(e, b + n, inner, d);
-        add_linear(e, b + "attn_o", d, inner);
-        add_norm(e, b + "norm_attn", d, bn);
+        if (ld.attention) {
+          for (const char* n : {"attn_q", "attn_k", "attn_v"}) add_linear(e, b + n, inner, d);
+          add_linear(e, b + "attn_o", d, inner);
+        }
+        add_norm(e, b + "norm_attn", d, bn);  // without the branch: Norm_attn(h) alone
       }
-      add_linear(e, b + "ffn_up", ld.intermediate_size, d);
-      add_linear(e, b + "ffn_down", d, ld.intermediate_size);
+      if (ld.ffn) {
+        add_linear(e, b + "ffn_up", ld.intermediate_size, d);
+        add_linear(e, b + "ffn_down", d, ld.intermediate_size);
+      }
       add_norm(e, b + "norm_ffn", d, bn);
+      if (const TokenPruneStep* st = c.prune_step(l); st && st->method == "learned") {
+        e[b + "token_score.weight"] = {d};
+        e[b + "token_score.bias"] = {1};
+      }
     }
     for (int64_t i = 0; i < g.head_layers; ++i) {
       const int64_t in = d >> i, out = i + 1 == g.head_layers ? c.num_labels : d >> (i + 1);
@@ -343,7 +353,7 @@ class GpsFamily : public Family {
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const std::string b = blk(l);
       const auto& d = c.layers[l];
-      if (has_global(c)) {
+      if (has_global(c) && d.attention) {
         DimGroup heads{b + "heads", DimGroup::kHeads, l, d.heads, {}};
         for (const char* q : {"attn_q", "attn_k", "attn_v"}) {
           heads.uses.push_back({b + q + ".weight", 0, d.head_dim});
@@ -352,7 +362,8 @@ class GpsFamily : public Family {
         heads.uses.push_back({b + "attn_o.weight", 1, d.head_dim});
         groups.push_back(heads);
       }
-      groups.push_back(
+      if (d.ffn)
+        groups.push_back(
           {b + "ffn",
            DimGroup::kFfn,
            l,
@@ -501,7 +512,8 @@ class GpsFamily : public Family {
       out = gps_norm(m, b + "norm_local", hl, s);
     }
     if (has_global(c)) {
-      torch::Tensor ha = gps_norm(m, b + "norm_attn", h + self_attention(m, l, h, s), s);
+      torch::Tensor ha = gps_norm(
+          m, b + "norm_attn", c.layers[l].attention ? h + self_attention(m, l, h, s) : h, s);
       out = out.defined() ? out + ha : ha;
     }
     s.x = out;
@@ -512,6 +524,10 @@ class GpsFamily : public Family {
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
     torch::Tensor f;
+    if (!d.ffn) {  // the branch was removed: Norm_ffn(x) alone
+      s.x = gps_norm(m, b + "norm_ffn", s.x, s);
+      return;
+    }
     if (d.intermediate_size == 0) {
       f = m.at(b + "ffn_down.bias").expand_as(s.x);
     } else {
@@ -599,8 +615,10 @@ class GpsFamily : public Family {
         in[l] = double(nn);
         if (const TokenPruneStep* st = c.prune_step(l)) {
           const int64_t keep = graph_keep(*st, nn), inner = c.layers[l].heads * c.layers[l].head_dim;
-          sel[l] = double(selection_macs(*st, nn, keep, graph_similar(*st, nn), c.layers[l].heads,
-                                         inner, 0));
+          sel[l] = st->method == "learned"  // the scorer's x·w over the attending nodes
+                       ? double(nn * c.hidden_size)
+                       : double(selection_macs(*st, nn, keep, graph_similar(*st, nn),
+                                               c.layers[l].heads, inner, 0));
           nn = keep;
         }
       }
@@ -629,12 +647,12 @@ class GpsFamily : public Family {
       } else if (has_local(c)) {
         mac += n * (macs(b + "local_nn0") + macs(b + "local_nn2"));
       }
-      if (has_global(c)) {
+      if (has_global(c) && d.attention) {
         const double a = att_in[l];
         for (const char* s : {"attn_q", "attn_k", "attn_v", "attn_o"}) mac += a * macs(b + s);
         mac += 2.0 * double(d.heads) * a * a * double(d.head_dim) + att_sel[l];
       }
-      mac += n * (macs(b + "ffn_up") + macs(b + "ffn_down"));
+      if (d.ffn) mac += n * (macs(b + "ffn_up") + macs(b + "ffn_down"));
       r.flops = std::llround(2 * mac);
       r.heads = has_global(c) ? d.heads : 0;
       r.head_dim = d.head_dim;
@@ -663,6 +681,7 @@ class GpsFamily : public Family {
     std::map<std::string, torch::Tensor> flat = m.flat_tensors(), out;
     for (int64_t l = 0; l < c.num_hidden_layers && has_global(c); ++l) {
       const std::string b = blk(l), L = "layers." + std::to_string(l) + ".self_attn.";
+      if (!c.layers[l].attention) continue;  // the branch was removed
       const bool dense = std::all_of(std::begin(kQkv), std::end(kQkv), [&](const char* s) {
         return m.linear(b + s).kind() == "dense";
       });
@@ -796,11 +815,68 @@ class GpsFamily : public Family {
                             .reshape({G * n_max, inner})
                             .index_select(0, s.dense_index);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
-    torch::Tensor y = scatter(lin(m, b + "attn_o", ctx));
+    torch::Tensor yo = lin(m, b + "attn_o", ctx);
+    if (s.attn_gate.defined()) yo = yo * s.attn_gate.unsqueeze(1).to(yo.dtype());
+    torch::Tensor y = scatter(yo);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
-    if (const TokenPruneStep* step = m.config.prune_step(l))
-      prune_nodes(*step, probs, k.transpose(1, 2).reshape({G, n_max, inner}), h.size(0), s);
+    if (const TokenPruneStep* step = m.config.prune_step(l)) {
+      if (step->method == "learned")
+        prune_nodes_learned(m, l, *step, hin, s);
+      else
+        prune_nodes(*step, probs, k.transpose(1, 2).reshape({G, n_max, inner}), h.size(0), s);
+    }
     return y;
+  }
+
+  // A learned step (GTSP node sparsification): scores = h·w + b of the attending nodes, in the
+  // padded layout [G, n_max] with -inf at padding (never a candidate); each graph keeps
+  // graph_keep(step, n) of its n. Hooks see the scores (HookPoint::kTokenScores) and may replace
+  // them by a 0/1 keep mask (masks/: Gumbel top-k, straight-through); the kept nodes' attention
+  // outputs in later layers are then multiplied by their mask values (1 in value), the gate
+  // through which the scorer learns. Without a mask: the top scores, ties to the lower position.
+  static void prune_nodes_learned(const Model& m, int64_t l, const TokenPruneStep& step,
+                                  const torch::Tensor& hin, ForwardState& s) {
+    const std::string b = blk(l);
+    const int64_t G = s.key_padding.size(0), n_max = s.key_padding.size(3), N = s.graph->num_nodes();
+    const torch::Tensor sc = at::matmul(hin, m.at(b + "token_score.weight").to(hin.dtype())) +
+                             m.at(b + "token_score.bias").to(hin.dtype());
+    const torch::Tensor scores =
+        at::full({G * n_max}, -std::numeric_limits<double>::infinity(), sc.options())
+            .index_copy(0, s.dense_index, sc)
+            .view({G, n_max});
+    torch::Tensor t = scores;
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kTokenScores, l, t);
+    const torch::Tensor counts = (s.key_padding.view({G, n_max}) == 0).sum(1).cpu();
+    std::vector<int64_t> keep(G);
+    for (int64_t g = 0; g < G; ++g) keep[g] = graph_keep(step, counts[g].item<int64_t>());
+    const bool masked = !t.is_same(scores);
+    if (masked)
+      PARE_CHECK(t.sizes() == scores.sizes(), "gps: layer ", l, ": a node mask must be ",
+                 scores.sizes(), ", got ", t.sizes());
+    // Kept positions of each row, ascending, concatenated.
+    std::vector<int64_t> kept;
+    const torch::Tensor chosen = masked ? t.detach() > 0.5 : torch::Tensor();
+    const torch::Tensor sd = scores.detach().to(torch::kFloat64).cpu();
+    for (int64_t g = 0; g < G; ++g) {
+      torch::Tensor pos;
+      if (masked) {
+        pos = chosen[g].nonzero().view({-1}).cpu();
+        PARE_ASSERT(pos.size(0) == keep[g], "node keep mask of graph ", g, ": expected ", keep[g],
+                    " ones, got ", pos.size(0));
+      } else {
+        pos = topk_positions(sd[g].unsqueeze(0), keep[g]).view({-1});
+      }
+      const int64_t* p = pos.data_ptr<int64_t>();
+      kept.insert(kept.end(), p, p + pos.size(0));
+    }
+    torch::Tensor gate;
+    if (masked) {
+      std::vector<int64_t> flat;
+      for (int64_t g = 0, i = 0; g < G; ++g)
+        for (int64_t j = 0; j < keep[g]; ++j, ++i) flat.push_back(g * n_max + kept[i]);
+      gate = t.reshape({-1}).index_select(0, torch::tensor(flat, torch::kInt64).to(t.device()));
+    }
+    rebuild_layout(kept, keep, N, s, gate);
   }
 
   // Zero-TPrune (or a baseline) on the global attention graph of each graph: keeps
@@ -816,6 +892,31 @@ class GpsFamily : public Family {
       r[g] = graph_similar(step, n[g]);
     }
     const std::vector<int64_t> kept = select_tokens_ragged(step, probs.cpu(), keys.cpu(), n, keep, r);
+    rebuild_layout(kept, keep, N, s, torch::Tensor());
+  }
+
+  // The attending nodes after a step: `kept` lists each graph's kept positions in the current
+  // padded layout (ascending, graphs in order), keep[g] of graph g. `gate` [Σ keep] (or
+  // undefined): the kept nodes' mask values, multiplied into the gate the nodes already carry.
+  static void rebuild_layout(const std::vector<int64_t>& kept, const std::vector<int64_t>& keep,
+                             int64_t N, ForwardState& s, const torch::Tensor& gate) {
+    const int64_t G = s.key_padding.size(0), n_max = s.key_padding.size(3);
+    if (s.attn_gate.defined() || gate.defined()) {
+      // The old gate is indexed by attending node in order; map the kept slots back to it.
+      torch::Tensor old = s.attn_gate;
+      if (old.defined()) {
+        const torch::Tensor slot_rank = at::full({G * n_max}, -1, s.dense_index.options())
+                                            .index_copy_(0, s.dense_index,
+                                                         at::arange(s.dense_index.size(0), s.dense_index.options()))
+                                            .cpu();
+        const int64_t* sr = slot_rank.data_ptr<int64_t>();
+        std::vector<int64_t> rows;
+        for (int64_t g = 0, i = 0; g < G; ++g)
+          for (int64_t j = 0; j < keep[g]; ++j, ++i) rows.push_back(sr[g * n_max + kept[i]]);
+        old = old.index_select(0, torch::tensor(rows, torch::kInt64).to(old.device()));
+      }
+      s.attn_gate = old.defined() && gate.defined() ? old * gate : old.defined() ? old : gate;
+    }
     // Padded slot -> node row, for the nodes attending now.
     const torch::Tensor cur = s.attn_nodes.defined() ? s.attn_nodes : at::arange(N, s.dense_index.options());
     const torch::Tensor slot_node = at::full({G * n_max}, -1, cur.options())

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "families/family.h"
 #include "ir/spill.h"
@@ -265,6 +267,76 @@ void Rewriter::add_shortcuts() {
     m_.tensors["blk." + std::to_string(l) + ".ffn_shortcut"] = eye(d.mlp_in);
   }
   m_.config.shortcuts = true;
+}
+
+void Rewriter::remove_branch(int64_t layer, const std::string& branch) {
+  ArchConfig c = m_.config;
+  PARE_CHECK(c.family == "vit" || c.family == "gps", "remove_branch: the ", c.family,
+             " family cannot lose a branch (vit and gps can)");
+  PARE_CHECK(layer >= 0 && layer < c.num_hidden_layers, "remove_branch: layer ", layer,
+             " outside 0..", c.num_hidden_layers - 1);
+  PARE_CHECK(branch == "attention" || branch == "ffn", "remove_branch: expected attention or ffn, got '",
+             branch, "'");
+  LayerDims& d = c.layers[layer];
+  if (branch == "attention") {
+    PARE_CHECK(d.attention, "remove_branch: layer ", layer, " has no attention branch left");
+    PARE_CHECK(!c.prune_step(layer), "remove_branch: layer ", layer,
+               " holds a token-pruning step, which needs its attention");
+    PARE_CHECK(!c.is_graph() || c.gps.global_model != "None", "remove_branch: the gps model has no global attention");
+    d.attention = false;
+    d.heads = d.kv_heads = 0;
+  } else {
+    PARE_CHECK(d.ffn, "remove_branch: layer ", layer, " has no FFN branch left");
+    d.ffn = false;
+    d.intermediate_size = 0;
+  }
+  // What the branch owned: whatever the family no longer expects.
+  const Family& f = m_.family();
+  const auto slots = f.linear_slots(c);
+  for (auto it = c.quantized.begin(); it != c.quantized.end();)
+    it = std::find(slots.begin(), slots.end(), it->first) == slots.end() ? c.quantized.erase(it) : std::next(it);
+  if (c.quantized.empty()) c.quant_method.clear();
+  const auto shapes = f.expected_shapes(c);
+  for (auto it = m_.linears.begin(); it != m_.linears.end();)
+    it = std::find(slots.begin(), slots.end(), it->first) == slots.end() ? m_.linears.erase(it) : std::next(it);
+  for (auto it = m_.tensors.begin(); it != m_.tensors.end();)
+    it = shapes.count(it->first) ? std::next(it) : m_.tensors.erase(it);
+  m_.config = c;
+}
+
+void Rewriter::remove_layer(int64_t layer) {
+  ArchConfig& c = m_.config;
+  PARE_CHECK(c.family == "vit", "remove_layer: the ", c.family,
+             " family keeps its layers (remove_branch removes what a layer computes)");
+  PARE_CHECK(layer >= 0 && layer < c.num_hidden_layers, "remove_layer: layer ", layer,
+             " outside 0..", c.num_hidden_layers - 1);
+  PARE_CHECK(!c.layers[layer].attention && !c.layers[layer].ffn, "remove_layer: layer ", layer,
+             " still has its ", c.layers[layer].attention ? "attention" : "FFN", " branch");
+  PARE_CHECK(!c.shortcuts, "remove_layer: layer ", layer,
+             " carries SliceGPT shortcut matrices; remove layers before slicing");
+  PARE_CHECK(c.num_hidden_layers > 1, "remove_layer: the model's last layer cannot be removed");
+  // blk.J. → blk.(J − 1). for every J > layer; nothing of `layer` itself is left but its norms'
+  // absence (both branches gone), so only later names move.
+  auto renamed = [&](const std::string& name) -> std::string {
+    if (name.rfind("blk.", 0) != 0) return name;
+    const size_t dot = name.find('.', 4);
+    const int64_t j = std::stoll(name.substr(4, dot - 4));
+    PARE_ASSERT(j != layer, "remove_layer: ", name, " still belongs to layer ", layer);
+    return j > layer ? "blk." + std::to_string(j - 1) + name.substr(dot) : name;
+  };
+  std::map<std::string, torch::Tensor> tensors;
+  for (auto& [n, t] : m_.tensors) tensors[renamed(n)] = t;
+  std::map<std::string, std::shared_ptr<LinearForm>> linears;
+  for (auto& [n, l] : m_.linears) linears[renamed(n)] = l;
+  std::map<std::string, QuantSlot> quantized;
+  for (auto& [n, q] : c.quantized) quantized[renamed(n)] = q;
+  m_.tensors = std::move(tensors);
+  m_.linears = std::move(linears);
+  c.quantized = std::move(quantized);
+  c.layers.erase(c.layers.begin() + layer);
+  c.num_hidden_layers -= 1;
+  for (auto& st : c.token_pruning)
+    if (st.layer > layer) st.layer -= 1;
 }
 
 void Rewriter::apply_size(const DimGroup& g, int64_t size) {

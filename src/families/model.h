@@ -35,6 +35,12 @@ enum class HookPoint {
   kFfnHidden,    // the FFN's activation before ffn_down, [.., intermediate_size]
   kAttnBranch,   // the attention branch's output before its residual add, [.., d]
   kFfnBranch,    // the FFN branch's output before its residual add, [.., d]
+  // A learned token-pruning step's candidate scores (ir/config.h TokenPruneStep "learned"), index =
+  // layer: vit [B, T − specials]; gps [G, n_max], the padded layout of each graph's attending
+  // nodes, -inf at padding. A hook may replace the tensor by a 0/1 keep mask of the same shape
+  // with the step's keep count of ones per row (gradients flow through its values, which then
+  // multiply the kept tokens' attention outputs); left as it is, the top scores are kept.
+  kTokenScores,
 };
 
 struct Hooks {
@@ -121,6 +127,18 @@ class Rewriter {
   // [attn_in, mlp_in], "blk.N.ffn_shortcut" [mlp_in, next]) so each site can be rotated alone.
   // Parallel blocks (phi) get only "blk.N.ffn_shortcut" [attn_in, next]: one update per layer.
   void add_shortcuts();
+  // Removes the attention branch (`branch` = "attention") or the FFN branch ("ffn") of `layer`
+  // (vit, gps; masks/ materialisation): every tensor and linear slot the branch owned goes and
+  // the config records that the layer lacks it (LayerDims::attention / ffn; heads or
+  // intermediate_size become 0), so costs() and num_params() drop it. InputError naming the
+  // layer when the family has no such branch, it is already gone, or a token-pruning step sits
+  // in the layer's attention.
+  void remove_branch(int64_t layer, const std::string& branch);
+  // Deletes `layer` once both its branches are gone (vit: the layer is then the identity);
+  // later layers move down (blk.N+1 → blk.N, config and token-pruning steps renumbered).
+  // InputError when a branch remains, the family is not vit, shortcut matrices are present, or
+  // it is the last layer left.
+  void remove_layer(int64_t layer);
 
   // Where rotate() puts every result of 1 MiB or more and add_shortcuts() its identity
   // matrices; null: in memory. A layer-by-layer pass sets its scratch file here: rotate() then

@@ -382,7 +382,7 @@ std::vector<int64_t> run_selection(const TokenPruneStep& step, const torch::Tens
 }  // namespace
 
 SelectionReads selection_reads(const TokenPruneStep& step) {
-  if (step.method == "random") return SelectionReads::kNothing;
+  if (step.method == "random" || step.method == "learned") return SelectionReads::kNothing;
   if (step.method == "cls-attention" || (step.method == "zero-tprune" && step.iterations == 1))
     return SelectionReads::kSummary;
   return SelectionReads::kProbs;
@@ -427,6 +427,23 @@ std::vector<int64_t> select_tokens_ragged(const TokenPruneStep& step, const torc
     rows[b] = {n[b], keep[b], step.method == "zero-tprune" ? r[b] : 0};
   }
   return run_selection(step, probs, keys, 0, rows);
+}
+
+torch::Tensor topk_positions(const torch::Tensor& scores, int64_t k) {
+  PARE_CHECK(scores.dim() == 2 && k >= 0 && k <= scores.size(1), "token pruning: expected scores [R, n] ",
+             "and 0 <= k <= n, got ", scores.sizes(), " and k = ", k);
+  // A stable sort by descending score puts ties in position order; the first k, re-sorted.
+  const torch::Tensor order = std::get<1>(scores.detach().to(torch::kFloat64).sort(
+      /*stable=*/true, /*dim=*/1, /*descending=*/true));
+  return std::get<0>(order.narrow(1, 0, k).sort(1));
+}
+
+torch::Tensor mask_positions(const torch::Tensor& mask, int64_t k) {
+  PARE_CHECK(mask.dim() == 2, "token pruning: expected a keep mask [R, n], got ", mask.sizes());
+  const torch::Tensor on = mask.detach() > 0.5;
+  PARE_ASSERT((on.sum(1) == k).all().item<bool>(), "token keep mask: every row must keep ", k);
+  // nonzero() lists the ones row by row, columns ascending.
+  return on.nonzero().select(1, 1).reshape({mask.size(0), k});
 }
 
 int64_t graph_keep(const TokenPruneStep& step, int64_t n) {

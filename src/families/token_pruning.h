@@ -79,6 +79,14 @@ std::vector<int64_t> select_tokens_ragged(const TokenPruneStep& step, const torc
 int64_t graph_keep(const TokenPruneStep& step, int64_t n);
 int64_t graph_similar(const TokenPruneStep& step, int64_t n);
 
+// Learned steps (method "learned"): positions of the k largest scores of each row of scores
+// [R, n] (-inf entries are never kept while k ≤ the row's finite count), ascending; ties to the
+// lower position. Returns [R, k] int64. InputError when k is not in [0, n].
+torch::Tensor topk_positions(const torch::Tensor& scores, int64_t k);
+// Positions of the ones of a 0/1 keep mask [R, n] that has exactly k ones per row (> 0.5 counts
+// as one), ascending, [R, k] int64. InternalError when a row holds another count.
+torch::Tensor mask_positions(const torch::Tensor& mask, int64_t k);
+
 // x [B, N, C] → x[b, idx[b, i], :], [B, k, C].
 torch::Tensor gather_tokens(const torch::Tensor& x, const torch::Tensor& idx);
 // y [B, k, C] += x[b, idx[b, i], :] in place and returns y: a pruning step's residual add with

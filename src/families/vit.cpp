@@ -48,9 +48,12 @@ class VitFamily : public Family {
 
   std::vector<std::string> linear_slots(const ArchConfig& c) const override {
     std::vector<std::string> s{"patch_embd", "cls_head"};
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o", "ffn_up", "ffn_down"})
-        s.push_back(blk(l) + n);
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (c.layers[l].attention)
+        for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o"}) s.push_back(blk(l) + n);
+      if (c.layers[l].ffn)
+        for (const char* n : {"ffn_up", "ffn_down"}) s.push_back(blk(l) + n);
+    }
     return s;
   }
 
@@ -66,20 +69,26 @@ class VitFamily : public Family {
       const auto& d = c.layers[l];
       const int64_t inner = d.heads * d.head_dim, next = c.site_dim(2 * l + 2);
       const std::string b = blk(l);
-      if (ln) {
-        e[b + "attn_norm.weight"] = e[b + "attn_norm.bias"] = {d.attn_in};
-        e[b + "ffn_norm.weight"] = e[b + "ffn_norm.bias"] = {d.mlp_in};
+      if (ln && d.attention) e[b + "attn_norm.weight"] = e[b + "attn_norm.bias"] = {d.attn_in};
+      if (ln && d.ffn) e[b + "ffn_norm.weight"] = e[b + "ffn_norm.bias"] = {d.mlp_in};
+      if (d.attention) {
+        for (const char* n : {"attn_q", "attn_k", "attn_v"}) {
+          e[b + n + ".weight"] = {inner, d.attn_in};
+          e[b + n + ".bias"] = {inner};
+        }
+        e[b + "attn_o.weight"] = {d.mlp_in, inner};
+        e[b + "attn_o.bias"] = {d.mlp_in};
       }
-      for (const char* n : {"attn_q", "attn_k", "attn_v"}) {
-        e[b + n + ".weight"] = {inner, d.attn_in};
-        e[b + n + ".bias"] = {inner};
+      if (d.ffn) {
+        e[b + "ffn_up.weight"] = {d.intermediate_size, d.mlp_in};
+        e[b + "ffn_up.bias"] = {d.intermediate_size};
+        e[b + "ffn_down.weight"] = {next, d.intermediate_size};
+        e[b + "ffn_down.bias"] = {next};
       }
-      e[b + "attn_o.weight"] = {d.mlp_in, inner};
-      e[b + "attn_o.bias"] = {d.mlp_in};
-      e[b + "ffn_up.weight"] = {d.intermediate_size, d.mlp_in};
-      e[b + "ffn_up.bias"] = {d.intermediate_size};
-      e[b + "ffn_down.weight"] = {next, d.intermediate_size};
-      e[b + "ffn_down.bias"] = {next};
+      if (const TokenPruneStep* st = c.prune_step(l); st && st->method == "learned") {
+        e[b + "token_score.weight"] = {d.attn_in};
+        e[b + "token_score.bias"] = {1};
+      }
       if (c.shortcuts) {
         e[b + "attn_shortcut"] = {d.attn_in, d.mlp_in};
         e[b + "ffn_shortcut"] = {d.mlp_in, next};
@@ -135,14 +144,20 @@ class VitFamily : public Family {
     for (int64_t l = 0; l < L; ++l) {
       const std::string b = blk(l);
       const int64_t a = 2 * l, f = 2 * l + 1, n = 2 * l + 2;
-      norm_uses(a, b + "attn_norm");
-      for (const char* q : {"attn_q", "attn_k", "attn_v"}) site[a].push_back({b + q + ".weight", 1});
-      site[f].push_back({b + "attn_o.weight", 0});
-      site[f].push_back({b + "attn_o.bias", 0});
-      norm_uses(f, b + "ffn_norm");
-      site[f].push_back({b + "ffn_up.weight", 1});
-      site[n].push_back({b + "ffn_down.weight", 0});
-      site[n].push_back({b + "ffn_down.bias", 0});
+      const auto& d = c.layers[l];
+      if (d.attention) {
+        norm_uses(a, b + "attn_norm");
+        for (const char* q : {"attn_q", "attn_k", "attn_v"}) site[a].push_back({b + q + ".weight", 1});
+        site[f].push_back({b + "attn_o.weight", 0});
+        site[f].push_back({b + "attn_o.bias", 0});
+      }
+      if (m.has(b + "token_score.weight")) site[a].push_back({b + "token_score.weight", 0});
+      if (d.ffn) {
+        norm_uses(f, b + "ffn_norm");
+        site[f].push_back({b + "ffn_up.weight", 1});
+        site[n].push_back({b + "ffn_down.weight", 0});
+        site[n].push_back({b + "ffn_down.bias", 0});
+      }
       if (c.shortcuts) {
         site[a].push_back({b + "attn_shortcut", 0});
         site[f].push_back({b + "attn_shortcut", 1});
@@ -163,12 +178,13 @@ class VitFamily : public Family {
         heads.uses.push_back({b + q + ".bias", 0, d.head_dim});
       }
       heads.uses.push_back({b + "attn_o.weight", 1, d.head_dim});
-      groups.push_back(heads);
-      groups.push_back({b + "ffn",
-                        DimGroup::kFfn,
-                        l,
-                        d.intermediate_size,
-                        {{b + "ffn_up.weight", 0}, {b + "ffn_up.bias", 0}, {b + "ffn_down.weight", 1}}});
+      if (d.attention) groups.push_back(heads);
+      if (d.ffn)
+        groups.push_back({b + "ffn",
+                          DimGroup::kFfn,
+                          l,
+                          d.intermediate_size,
+                          {{b + "ffn_up.weight", 0}, {b + "ffn_up.bias", 0}, {b + "ffn_down.weight", 1}}});
     }
     return groups;
   }
@@ -196,6 +212,10 @@ class VitFamily : public Family {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l, s.x);
+    if (!d.attention) {  // the branch was removed: the residual passes unchanged
+      if (m.config.shortcuts) s.x = at::matmul(s.x, m.at(b + "attn_shortcut"));
+      return;
+    }
     if (d.heads == 0) {
       PARE_CHECK(!m.config.prune_step(l), "vit: layer ", l,
                  " has no attention heads, so its token-pruning step has no attention to rank by");
@@ -215,7 +235,8 @@ class VitFamily : public Family {
     AttentionOutputs out;
     const SelectionReads reads = prune ? selection_reads(*step) : SelectionReads::kNothing;
     // With hooks attached the selection reads the probabilities the hooks may have changed.
-    if (reads == SelectionReads::kProbs || (prune && !m.hooks.empty())) out.probs = &attn;
+    if (reads == SelectionReads::kProbs || (prune && !m.hooks.empty() && step->method != "learned"))
+      out.probs = &attn;
     if (reads == SelectionReads::kSummary && m.hooks.empty()) {
       out.query_weights = summary_query_weights(*step, T, m.config.special_tokens());
       out.column_sums = &attn;
@@ -226,17 +247,52 @@ class VitFamily : public Family {
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
     // Zero-TPrune and baselines keep `keep` tokens; the output projection, residual and
     // everything after run on them only (per-token ops, so pruning here equals pruning after).
-    torch::Tensor idx;
+    torch::Tensor idx, gate;
     if (prune) {
-      idx = select_tokens(*step, attn, keys, m.config.special_tokens());
+      if (step->method == "learned")
+        std::tie(idx, gate) = learned_selection(m, l, *step, s.x);
+      else
+        idx = select_tokens(*step, attn, keys, m.config.special_tokens());
       ctx = gather_tokens(ctx, idx);
     }
     torch::Tensor y = m.linear(b + "attn_o").forward(ctx);
+    if (gate.defined()) y = y * gate.unsqueeze(-1).to(y.dtype());
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
     if (prune && !m.config.shortcuts)
       s.x = add_gathered_tokens_(y, s.x, idx);  // the residual's gather and add in one pass
     else
       s.x = add_fresh_residual(m, b + "attn_shortcut", prune ? gather_tokens(s.x, idx) : s.x, y);
+  }
+
+  // A learned step (GTSP node sparsification): scores = x·w + b of the tokens entering layer l
+  // [B, T]; CLS is always kept, the other T − 1 compete for keep − 1 places. Hooks see the
+  // candidates' scores [B, T − 1] (HookPoint::kTokenScores) and may replace them by a 0/1 keep
+  // mask with exactly keep − 1 ones per row (masks/: a Gumbel top-k sample with straight-through
+  // gradients); the kept tokens' attention outputs are then multiplied by their mask values
+  // (1 in value), the gate through which the scorer learns. Without a mask: the top keep − 1
+  // scores, ties to the lower position. Returns the kept positions [B, keep] (ascending, CLS
+  // first) and the gate [B, keep] (undefined without a mask).
+  static std::pair<torch::Tensor, torch::Tensor> learned_selection(const Model& m, int64_t l,
+                                                                   const TokenPruneStep& step,
+                                                                   const torch::Tensor& x) {
+    const std::string b = blk(l);
+    const int64_t sp = m.config.special_tokens(), B = x.size(0), k = step.keep - sp;
+    torch::Tensor scores =
+        at::matmul(x.narrow(1, sp, x.size(1) - sp), m.at(b + "token_score.weight").to(x.dtype())) +
+        m.at(b + "token_score.bias").to(x.dtype());
+    torch::Tensor t = scores;
+    if (!m.hooks.empty()) m.hooks.fire(HookPoint::kTokenScores, l, t);
+    torch::Tensor pos, gate;
+    if (!t.is_same(scores)) {
+      PARE_CHECK(t.sizes() == scores.sizes(), "vit: layer ", l, ": a token mask must be ",
+                 scores.sizes(), ", got ", t.sizes());
+      pos = mask_positions(t, k);
+      gate = at::cat({at::ones({B, sp}, t.options()), t.gather(1, pos)}, 1);
+    } else {
+      pos = topk_positions(scores.detach(), k);
+    }
+    torch::Tensor idx = at::cat({at::arange(sp, pos.options()).unsqueeze(0).expand({B, sp}), pos + sp}, 1);
+    return {idx, gate};
   }
 
   // add_residual for a sub-block output `y` that nothing else holds (a linear's fresh product):
@@ -281,6 +337,10 @@ class VitFamily : public Family {
     const auto& d = m.config.layers[l];
     const std::string b = blk(l);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kResidual, 2 * l + 1, s.x);
+    if (!d.ffn) {  // the branch was removed: the residual passes unchanged
+      if (m.config.shortcuts) s.x = at::matmul(s.x, m.at(b + "ffn_shortcut"));
+      return;
+    }
     if (d.intermediate_size == 0) {
       const int64_t next = m.config.site_dim(2 * l + 2);
       torch::Tensor y = m.at(b + "ffn_down.bias").expand({s.x.size(0), s.x.size(1), next});
@@ -323,11 +383,19 @@ class VitFamily : public Family {
       r.params = params_of(b);
       const int64_t Ti = c.tokens_in(l), To = c.tokens_out(l);
       int64_t macs = 0;
-      for (const char* n : {"attn_q", "attn_k", "attn_v"}) macs += Ti * m.linear(b + n).macs_per_row();
-      for (const char* n : {"attn_o", "ffn_up", "ffn_down"}) macs += To * m.linear(b + n).macs_per_row();
+      if (d.attention) {
+        for (const char* n : {"attn_q", "attn_k", "attn_v"}) macs += Ti * m.linear(b + n).macs_per_row();
+        macs += To * m.linear(b + "attn_o").macs_per_row();
+      }
+      if (d.ffn)
+        for (const char* n : {"ffn_up", "ffn_down"}) macs += To * m.linear(b + n).macs_per_row();
       macs += 2 * d.heads * Ti * Ti * d.head_dim;  // QKᵀ and AV
-      if (const TokenPruneStep* st = c.prune_step(l))
-        macs += token_selection_macs(*st, Ti, d.heads, d.heads * d.head_dim, c.special_tokens());
+      if (const TokenPruneStep* st = c.prune_step(l)) {
+        if (st->method == "learned")
+          macs += To < Ti ? Ti * d.attn_in : 0;  // the scorer's x·w over the tokens entering
+        else
+          macs += token_selection_macs(*st, Ti, d.heads, d.heads * d.head_dim, c.special_tokens());
+      }
       if (c.shortcuts) macs += To * (m.at(b + "attn_shortcut").numel() + m.at(b + "ffn_shortcut").numel());
       r.flops = 2 * macs;
       r.heads = d.heads;
@@ -432,6 +500,7 @@ std::string vit_hf_name(const std::string& flat) {
   if (!std::regex_match(flat, mt, re)) return "";
   const std::string rest = mt[3].str();
   if (mt[2] == "attn_shortcut" || mt[2] == "ffn_shortcut") return rest.empty() ? "pare." + flat : "";
+  if (mt[2] == "token_score") return rest == ".weight" || rest == ".bias" ? "pare." + flat : "";
   if (is_quant_part(mt[4].str()) && mt[2].str().find("norm") != std::string::npos) return "";
   for (const auto& p : kLayerNames)
     if (mt[2] == p.flat && !rest.empty())

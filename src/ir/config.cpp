@@ -138,6 +138,13 @@ void ArchConfig::finalize(const std::string& src) {
                ")");
     PARE_CHECK(!parallel_blocks() || l.attn_in == l.mlp_in, src, ": pare.layers[", i,
                "]: parallel blocks read one input, so attn_in and mlp_in must agree");
+    PARE_CHECK((l.attention && l.ffn) || family == "vit" || family == "gps", src, ": pare.layers[",
+               i, "]: a layer without its ", l.attention ? "FFN" : "attention",
+               " branch is supported by the vit and gps families, not ", family);
+    PARE_CHECK(l.attention || l.heads == 0, src, ": pare.layers[", i,
+               "]: attention is false, so heads must be 0, got ", l.heads);
+    PARE_CHECK(l.ffn || l.intermediate_size == 0, src, ": pare.layers[", i,
+               "]: ffn is false, so intermediate_size must be 0, got ", l.intermediate_size);
   }
   PARE_CHECK(out_dim > 0, src, ": pare.out_dim must be positive");
   if (norm != "rmsnorm" && !shortcuts) {
@@ -170,9 +177,12 @@ void ArchConfig::finalize(const std::string& src) {
                  ".keep_rate: expected a share of the attending nodes in (0, 1], got ", st.keep_rate);
       PARE_CHECK(st.similar_rate >= 0 && st.similar_rate <= 1, ts,
                  ".similar_rate: expected 0..1, got ", st.similar_rate);
-      PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "attention",
-                 ts, ".method: expected zero-tprune, random or attention (graphs have no CLS), got '",
+      PARE_CHECK(st.method == "zero-tprune" || st.method == "random" || st.method == "attention" ||
+                     st.method == "learned",
+                 ts, ".method: expected zero-tprune, random, attention or learned (graphs have no CLS), got '",
                  st.method, "'");
+      PARE_CHECK(st.method != "learned" || st.similar_rate == 0, ts,
+                 ".similar_rate: a learned step has no S stage, expected 0, got ", st.similar_rate);
       PARE_CHECK(layers[st.layer].heads > 0, ts, ".layer: layer ", st.layer,
                  " has no attention heads to rank its nodes by");
       continue;
@@ -182,9 +192,13 @@ void ArchConfig::finalize(const std::string& src) {
                " special token(s) are always kept, ", tokens, " enter layer ", st.layer, "), got ",
                st.keep);
     PARE_CHECK(st.method == "zero-tprune" || st.method == "random" ||
-                   st.method == "cls-attention" || st.method == "attention",
-               ts, ".method: expected zero-tprune, random, cls-attention or attention, got '",
+                   st.method == "cls-attention" || st.method == "attention" || st.method == "learned",
+               ts, ".method: expected zero-tprune, random, cls-attention, attention or learned, got '",
                st.method, "'");
+    PARE_CHECK(layers[st.layer].heads > 0, ts, ".layer: layer ", st.layer,
+               " has no attention heads, so its step has no attention to prune in");
+    PARE_CHECK(st.method != "learned" || st.similar == 0, ts,
+               ".similar: a learned step has no S stage, expected 0, got ", st.similar);
     const int64_t max_similar = std::min(tokens - st.keep, (tokens - special_tokens()) / 2);
     PARE_CHECK(st.similar >= 0 && st.similar <= max_similar, ts, ".similar: expected 0..",
                max_similar, " (at most the tokens dropped at this step and the less important ",
@@ -613,6 +627,8 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
       get(l, "intermediate_size", d.intermediate_size, ls, "an integer");
       get(l, "attn_in", d.attn_in, ls, "an integer");
       get(l, "mlp_in", d.mlp_in, ls, "an integer");
+      get(l, "attention", d.attention, ls, "a boolean");
+      get(l, "ffn", d.ffn, ls, "a boolean");
       c.layers.push_back(d);
     });
     if (p.contains("quantization")) {
@@ -707,13 +723,17 @@ nlohmann::json config_to_json(const ArchConfig& c) {
     p["quantization"] = {{"method", c.quant_method}, {"slots", slots}};
   }
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-  for (const auto& l : c.layers)
-    layers.push_back({{"heads", l.heads},
-                      {"kv_heads", l.kv_heads},
-                      {"head_dim", l.head_dim},
-                      {"intermediate_size", l.intermediate_size},
-                      {"attn_in", l.attn_in},
-                      {"mlp_in", l.mlp_in}});
+  for (const auto& l : c.layers) {
+    nlohmann::ordered_json e = {{"heads", l.heads},
+                                {"kv_heads", l.kv_heads},
+                                {"head_dim", l.head_dim},
+                                {"intermediate_size", l.intermediate_size},
+                                {"attn_in", l.attn_in},
+                                {"mlp_in", l.mlp_in}};
+    if (!l.attention) e["attention"] = false;
+    if (!l.ffn) e["ffn"] = false;
+    layers.push_back(e);
+  }
   p["layers"] = layers;
   if (!c.token_pruning.empty()) {
     nlohmann::ordered_json tp = nlohmann::ordered_json::array();

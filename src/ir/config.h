@@ -37,9 +37,18 @@ struct LayerDims {
   int64_t attn_in = 0;
   int64_t mlp_in = 0;
   int64_t kv_heads = 0;  // key/value heads (grouped-query attention); = heads without GQA
+  // Whole branches removed (masks/ materialisation, issue 19; vit and gps only): without its
+  // attention branch a layer has no attention norm (vit), Q/K/V/O or heads (heads = kv_heads = 0)
+  // and adds nothing there (gps: its global-attention half is Norm_attn(h) alone); without its
+  // FFN branch, no FFN norm (vit), ffn_up / ffn_down (intermediate_size = 0). heads = 0 with the
+  // branch present is the bias-only attention that deleting every head leaves (O's bias added).
+  // config.json: pare.layers[i].attention / .ffn, written only when false.
+  bool attention = true;
+  bool ffn = true;
   bool operator==(const LayerDims& o) const {
     return heads == o.heads && kv_heads == o.kv_heads && head_dim == o.head_dim &&
-           intermediate_size == o.intermediate_size && attn_in == o.attn_in && mlp_in == o.mlp_in;
+           intermediate_size == o.intermediate_size && attn_in == o.attn_in && mlp_in == o.mlp_in &&
+           attention == o.attention && ffn == o.ffn;
   }
 };
 
@@ -53,7 +62,11 @@ struct TokenPruneStep {
   // Graphs (gps), whose node counts differ: each graph keeps round(keep_rate · n) of the n nodes
   // entering the step (at least 1), and the S stage picks round(similar_rate · dropped) of them.
   double keep_rate = 0, similar_rate = 0;
-  std::string method = "zero-tprune";  // zero-tprune | random | cls-attention | attention
+  // zero-tprune | random | cls-attention | attention | learned. "learned" (GTSP's node
+  // sparsification, passes/gtsp.cpp): tokens ranked by a trained linear scorer of the layer's
+  // input residual, tensors blk.L.token_score.weight [attn_in] and .bias [1] (score = x·w + b;
+  // the top `keep` / keep_rate of the candidates, specials always kept, padding never).
+  std::string method = "zero-tprune";
   int64_t iterations = 1;              // weighted PageRank iterations (I stage)
   int64_t similar = 0;                 // r: tokens dropped by the S stage (zero-tprune only)
   bool uniform_init = false;           // PageRank start: CLS at sqrt(N)x the others unless set

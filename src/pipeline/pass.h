@@ -114,6 +114,9 @@ struct PassContext {
   std::function<void(const std::string&)> log = [](const std::string&) {};
   // Decisions and figures a pass wants in the report (JSON object per pass).
   nlohmann::json* notes = nullptr;
+  // A fresh task of the recipe's data for a pass that fine-tunes (Task::prepare_fine_tuning,
+  // then train/trainer.h), apart from `task`, which keeps measuring; null outside a recipe.
+  std::function<std::unique_ptr<Task>()> fine_tuning_task;
 };
 
 // The task's calibration data (Task::calibration): computed once per run (it depends on the data

@@ -322,6 +322,15 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r,
   ctx.task = &task;
   ctx.batch_size = r.eval.batch_size;
   ctx.log = log;
+  ctx.fine_tuning_task = [&r, &task]() {
+    const TaskInfo* info = TaskTable::global().find(task.name());
+    PARE_ASSERT(info, "fine_tuning_task: unknown task ", task.name());
+    std::vector<std::string> problems;
+    std::unique_ptr<Task> t = info->parse(r.raw.value("data", nlohmann::json::object()),
+                                          r.raw.value("calibration", nlohmann::json::object()), false, problems);
+    if (!problems.empty()) throw RecipeError(r.path, problems);
+    return t;
+  };
   for (size_t i = 0; i < r.stages.size(); ++i) {
     const Stage& st = r.stages[i];
     const PassInfo* info = PassTable::global().find(st.pass);

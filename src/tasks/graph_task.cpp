@@ -170,6 +170,19 @@ class GraphTask : public Task {
     log(concat(data_.describe(), "; read in ", data_seconds_, " s"));
   }
 
+  void prepare_fine_tuning(const Model& m, const std::function<void(const std::string&)>& log) override {
+    PARE_CHECK(!s_.path.empty(), "/data/path: fine-tuning a graph model needs its data set");
+    PARE_CHECK(m.config.gps.split == "random" || m.config.gps.split == "scaffold", s_.path,
+               ": the model records no training split (config.json gps.split '", m.config.gps.split,
+               "'), so its test graphs cannot be kept out of fine-tuning");
+    const auto t_data = std::chrono::steady_clock::now();
+    data_ = load_graph_data(s_.path, graph_data_options(m.config, s_.cache));
+    data_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_data).count();
+    check_graph_data_fits(m.config, data_.ds, s_.path);
+    metric_ = graph_metric_name(m.config.gps.task);
+    log(concat("fine-tuning data: ", data_.describe()));
+  }
+
   TrainPlan begin_training(const Model& m, const TrainOptions& o, torch::Generator& gen) override {
     const GraphDataset& ds = data_.ds;
     check_graph_data_fits(m.config, ds, s_.path);

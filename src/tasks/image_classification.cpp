@@ -102,6 +102,10 @@ class ImageClassification : public Task {
     train_ = load_fashion_mnist(dir_, "train");
     test_ = load_fashion_mnist(dir_, "test");
   }
+  void prepare_fine_tuning(const Model&, const std::function<void(const std::string&)>&) override {
+    train_ = load_fashion_mnist(dir_, "train");
+    test_ = load_fashion_mnist(dir_, "test");
+  }
   TrainPlan begin_training(const Model& m, const TrainOptions& o, torch::Generator&) override {
     PARE_ASSERT(train_.images.defined(), "image-classification: begin_training before prepare_training");
     check_images_fit_model(test_, m.config, dir_);

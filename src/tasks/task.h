@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "families/model.h"
 
 namespace pare {
@@ -178,6 +179,15 @@ class Task {
   virtual void prepare_training(nlohmann::json& model_section, const TrainOptions& o,
                                 std::vector<std::string>& problems,
                                 const std::function<void(const std::string&)>& log) = 0;
+  // Fine-tuning an existing model inside a pass (masks/ methods such as gtsp): reads the training
+  // data of the split `m` records (graph: config.gps.split and split_seed, so the evaluation
+  // split never enters training) instead of prepare_training; begin_training etc. follow as in
+  // pare train. InputError naming the data when the task or the model has no training split.
+  virtual void prepare_fine_tuning(const Model& m, const std::function<void(const std::string&)>& log) {
+    (void)m;
+    (void)log;
+    throw InputError(concat("task ", name(), " offers no training split for fine-tuning"));
+  }
   // Files written beside a trained or compressed model (name, content): an LM's tokenizer.json.
   virtual std::vector<std::pair<std::string, std::string>> model_files() const { return {}; }
   // Called once before the first step, after torch::manual_seed(seed), with the loop's generator

@@ -139,7 +139,7 @@ TrainResult train(Model& m, Task& task, const TrainOptions& opt, const TrainHook
     bool better = false;
     if (ev) {
       e.update(ev->figures);
-      if (ev->valid) {
+      if (ev->valid && epoch >= hooks.min_best_epoch) {
         better = !best || (higher ? *ev->valid > *res.best_valid : *ev->valid < *res.best_valid);
         if (better) {
           best = std::make_unique<Model>(m.clone());

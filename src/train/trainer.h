@@ -50,6 +50,9 @@ struct TrainHooks {
   // after the best epoch's parameters are restored: gates switch to their deterministic masks for
   // evaluation (never noise at evaluation).
   std::function<void(Model&, bool training)> on_mode;
+  // The best validation epoch is chosen among epochs >= this one (a pruning schedule that is
+  // still removing units before it: earlier epochs do not have the final shapes).
+  int min_best_epoch = 1;
 };
 
 struct TrainResult {

@@ -166,6 +166,27 @@ class GpsCli : public ::testing::Test {
     EXPECT_TRUE(fs::is_empty(dir_)) << "files were written into " << dir_;
   }
 
+  // The same for a run whose inputs sit in dir_: nothing new appears there (no "o" output).
+  void expect_rejected_keep(const std::vector<std::string>& args,
+                            const std::vector<std::string>& needles) {
+    std::vector<fs::path> before;
+    for (const auto& e : fs::directory_iterator(dir_)) before.push_back(e.path());
+    PareRun r = pare(args);
+    SCOPED_TRACE(show(r));
+    EXPECT_EQ(r.code, 2);
+    // Progress lines (the data loaded) may come first; the error is the last line, and the only one.
+    const size_t at = r.err.find("pare: error: ");
+    ASSERT_NE(at, std::string::npos);
+    const std::string line = r.err.substr(at);
+    EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "the error must be one last line";
+    EXPECT_EQ(r.err.find("pare: error: ", at + 1), std::string::npos);
+    EXPECT_TRUE(r.out.empty());
+    for (const auto& n : needles) EXPECT_NE(line.find(n), std::string::npos) << "lacks " << n;
+    size_t now = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) (void)e, ++now;
+    EXPECT_EQ(now, before.size()) << "files were written into " << dir_;
+  }
+
   fs::path dir_;
 };
 
@@ -506,3 +527,65 @@ TEST_F(GpsCli, CompressTakesGraphDataFromDataWhenTheRecipeHasNone) {
 }
 
 }  // namespace
+
+// gtsp on the shipped GraphGPS (NCI1): all four axes on a 320-graph fine-tuning subset; the
+// report holds the removed units and the exact FLOPs share beside the target, the written model
+// has a layer without attention or fewer heads, learned node steps and zeroed weights, and a
+// fresh `pare eval` reproduces the report's accuracy and FLOPs. Bad input is one line, exit 2,
+// nothing written: no axis, a target outside (0, 1], a model without a training split.
+TEST_F(GpsCli, CompressGtspRemovesWhatItLearnedAndEvalReproducesIt) {
+  const std::string nci1 = data("NCI1");
+  const fs::path shipped = fs::path(PARE_SOURCE_DIR) / "models" / "gps-nci1";
+  if (!fs::is_directory(nci1) || !fs::exists(shipped / "config.json")) GTEST_SKIP() << "no NCI1 or shipped model";
+  std::ofstream(dir_ / "g.yaml") << "pipeline:\n  - pass: gtsp\n    nodes: true\n    heads: true\n"
+                                    "    layers: true\n    weights: true\n    sparsity: 0.5\n"
+                                    "    target_flops: 0.6\n    epochs: 2\n    limit_train: 320\n"
+                                    "    update_every: 4\n    seed: 3\n"
+                                    "data: {dataset: graph, path: " + nci1 + "}\neval: {batch_size: 128}\n";
+  PareRun r = pare({"compress", "--model", shipped.string(), "--recipe", "g.yaml", "--out", "out"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json rep = json::parse(read_all(dir_ / "out" / "report.json"));
+  const auto& st = rep["stages"];
+  ASSERT_EQ(st.size(), 2u);
+  const json& notes = st[1]["notes"];
+  const double share = st[1]["flops"].get<double>() / st[0]["flops"].get<double>();
+  // The controller lands on the target in pare's cost at the data set's mean graph (notes); the
+  // report averages each test graph's own FLOPs, which node pruning makes differ by about a point.
+  EXPECT_NEAR(notes["final_flops_share"].get<double>(), 0.6, 0.005) << notes.dump();
+  EXPECT_NEAR(share, 0.6, 0.02) << notes.dump();
+  EXPECT_LT(st[1]["params"].get<double>(), st[0]["params"].get<double>());
+  EXPECT_NEAR(notes["weight_density"].get<double>(), 0.5, 0.01);
+  EXPECT_NE(notes.dump().find("stored dense with zeros"), std::string::npos) << "the weights axis must say no speedup follows";
+  const json cfg = json::parse(read_all(dir_ / "out" / "config.json"));
+  const auto& tp = cfg["pare"]["token_pruning"];
+  ASSERT_FALSE(tp.empty());
+  EXPECT_EQ(tp[0]["method"], "learned");
+  int64_t heads = 0, dense_heads = 0;
+  const json dense_cfg = json::parse(read_all(shipped / "config.json"));
+  for (const auto& l : cfg["pare"]["layers"]) heads += l["heads"].get<int64_t>();
+  for (const auto& l : dense_cfg["pare"]["layers"]) dense_heads += l["heads"].get<int64_t>();
+  EXPECT_LT(heads, dense_heads);
+  PareRun e = pare({"eval", "--model", (dir_ / "out").string(), "--data", nci1, "--json", "e.json"});
+  ASSERT_EQ(e.code, 0) << show(e);
+  const json ev = json::parse(read_all(dir_ / "e.json"));
+  EXPECT_NEAR(ev["metrics"]["accuracy"].get<double>(), st[1]["metrics"]["accuracy"].get<double>(), 1e-9);
+  EXPECT_NEAR(ev["flops"].get<double>(), st[1]["flops"].get<double>(), 1.0);
+  fs::remove_all(dir_ / "out");
+  fs::remove(dir_ / "e.json");
+  auto bad = [&](const std::string& opts, const std::vector<std::string>& needles, const fs::path& model) {
+    std::ofstream(dir_ / "b.yaml") << "pipeline:\n  - pass: gtsp\n" << opts
+                                   << "data: {dataset: graph, path: " + nci1 + "}\n";
+    expect_rejected_keep({"compress", "--model", model.string(), "--recipe", "b.yaml", "--out", "o"}, needles);
+  };
+  bad("    heads: false\n", {"b.yaml", "no axis chosen"}, shipped);
+  bad("    heads: true\n    target_flops: 1.5\n", {"b.yaml", "target_flops"}, shipped);
+  bad("    heads: true\n    target_flops: 0\n", {"b.yaml", "target_flops"}, shipped);
+  // A copy of the model whose config records no split: its test graphs could enter fine-tuning.
+  const fs::path nosplit = dir_ / "nosplit";
+  fs::create_directories(nosplit);
+  json c2 = dense_cfg;
+  c2["gps"]["split"] = "";
+  std::ofstream(nosplit / "config.json") << c2.dump();
+  fs::copy_file(shipped / "model.safetensors", nosplit / "model.safetensors");
+  bad("    heads: true\n", {"b.yaml", "no training split"}, nosplit);
+}

@@ -624,7 +624,7 @@ TEST(ZeroTPruneConfig, ConfigJsonValidationNamesTheField) {
                            HasSubstr("got 10")));
   EXPECT_INPUT_ERROR(config_from_json(with(0, "method", "pagerank"), "m/config.json"),
                      AllOf(HasSubstr("pare.token_pruning[0].method"),
-                           HasSubstr("zero-tprune, random, cls-attention or attention"),
+                           HasSubstr("zero-tprune, random, cls-attention, attention or learned"),
                            HasSubstr("'pagerank'")));
   EXPECT_INPUT_ERROR(config_from_json(with(0, "iterations", 0), "m/config.json"),
                      AllOf(HasSubstr("pare.token_pruning[0].iterations"), HasSubstr("1..1000")));
@@ -653,10 +653,8 @@ TEST(ZeroTPruneConfig, LayerWithoutHeadsCannotPrune) {
   Model m = prune_model(8);
   Rewriter(m).keep("blk.1.heads", {});
   m.config.token_pruning = {make_step(1, 9)};
-  m.config.finalize("test");
-  torch::NoGradGuard ng;
-  EXPECT_INPUT_ERROR(m.forward(test_images(2, 16).to(torch::kFloat32)),
-                     AllOf(HasSubstr("layer 1"), HasSubstr("no attention heads")));
+  // Refused when the config is read, before any forward.
+  EXPECT_INPUT_ERROR(m.config.finalize("test"), AllOf(HasSubstr("layer 1"), HasSubstr("no attention heads")));
 }
 
 }  // namespace

@@ -525,7 +525,7 @@ TEST(GpsConfig, JsonRoundTripAndChecks) {
   bad = good;
   bad["pare"]["token_pruning"][0]["method"] = "cls-attention";
   EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"),
-                     HasSubstr("expected zero-tprune, random or attention (graphs have no CLS)"));
+                     HasSubstr("expected zero-tprune, random, attention or learned (graphs have no CLS)"));
   bad = good;
   bad["pare"]["token_pruning"][0]["keep_rate"] = 1.5;
   EXPECT_INPUT_ERROR(config_from_json(bad, "c.json"), HasSubstr("in (0, 1], got 1.5"));
