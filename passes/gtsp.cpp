@@ -317,22 +317,44 @@ class GtspPass : public Pass {
       };
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score(units[a]) < score(units[b]); });
       for (auto& u : units) u.open = true;
+      auto close = [&](size_t i) {
+        units[i].open = false;
+        // A closed attention branch makes its heads moot, and the reverse: keep one of the two.
+        if (units[i].kind == MaskGroupKind::kAttnBranch)
+          for (auto& v : units)
+            if (v.kind == MaskGroupKind::kHeads && v.layer == units[i].layer) v.open = true;
+      };
       auto open_heads = [&](int64_t l) {
         int64_t n = 0;
         for (const auto& v : units) n += v.kind == MaskGroupKind::kHeads && v.layer == l && v.open;
         return n;
       };
+      // A unit that would take the FLOPs more than `slack` below the goal is passed over (a
+      // whole FFN branch where a head would do); if nothing smaller gets there, the first one
+      // passed over closes after all. With the nodes axis, the keep share takes the rest.
+      const double slack = o_.nodes ? 0.0 : 0.02 * double(dense);
+      std::vector<size_t> passed;
       for (size_t i : order) {
         if (double(flops_with(m, units)) <= goal) break;
         // A layer that ranks nodes keeps one head: its step needs the attention it runs in.
         if (units[i].kind == MaskGroupKind::kHeads && m.config.prune_step(units[i].layer) &&
             open_heads(units[i].layer) == 1)
           continue;
-        units[i].open = false;
-        // A closed attention branch makes its heads moot, and the reverse: keep one of the two.
-        if (units[i].kind == MaskGroupKind::kAttnBranch)
-          for (auto& v : units)
-            if (v.kind == MaskGroupKind::kHeads && v.layer == units[i].layer) v.open = true;
+        const std::vector<Unit> before = units;
+        close(i);
+        if (double(flops_with(m, units)) < goal - slack) {
+          units = before;
+          passed.push_back(i);
+        }
+      }
+      if (double(flops_with(m, units)) > goal && !passed.empty()) {
+        bool nodes_can = false;  // can a smaller keep share close the gap instead?
+        if (o_.nodes) {
+          Model x = m.clone();
+          set_node_steps(x.config, 0.05);
+          nodes_can = double(flops_with(x, units)) <= goal;
+        }
+        if (!nodes_can) close(passed.front());
       }
       ++updates;
     };

@@ -531,6 +531,44 @@ TEST_F(PareCli, CompressSliceGptThenEvalAndInspectTheSavedModel) {
   EXPECT_TRUE(contains(i.out, "history:")) << "the saved config keeps the pass history";
 }
 
+// gtsp on the tiny ViT: nodes + heads + whole attention / FFN branches at 40% of the FLOPs
+// (more than heads and tokens can give, so branches go), fine-tuned on 128 images; the saved
+// model (a learned token step, fewer heads, layers without a branch or fewer layers) evaluates in
+// a fresh process to the report's accuracy and FLOPs.
+TEST_F(PareCli, CompressGtspOnVitThenEvalTheSavedModel) {
+  const fs::path recipe = write("gtsp.yaml", "pipeline:\n  - pass: gtsp\n    nodes: true\n    heads: true\n"
+                                             "    layers: true\n    branches: both\n    target_flops: 0.4\n"
+                                             "    epochs: 1\n    limit_train: 128\n    update_every: 1\n"
+                                             "    batch_size: 16\n    seed: 1\n"),
+                 out = dir_ / "out";
+  Proc c = pare(compress_args(model(), recipe, out));
+  SCOPED_TRACE(describe(c));
+  ASSERT_EQ(c.code, 0);
+  const json rep = json::parse(read_file(out / "report.json"));
+  const json& base = rep["stages"][0];
+  const json& g = rep["stages"][1];
+  const double share = g["flops"].get<double>() / base["flops"].get<double>();
+  EXPECT_NEAR(share, 0.4, 0.02) << g["notes"].dump();
+  const json& removed = g["notes"]["removed"];
+  EXPECT_FALSE(removed["branches"].empty()) << removed.dump();
+  const json cfg = json::parse(read_file(out / "config.json"));
+  EXPECT_EQ(cfg["pare"]["token_pruning"][0]["method"], "learned");
+  int64_t missing = 0;
+  for (const auto& l : cfg["pare"]["layers"])
+    missing += (l.contains("attention") && !l["attention"].get<bool>()) + (l.contains("ffn") && !l["ffn"].get<bool>());
+  const int64_t layers_gone = 2 - cfg["num_hidden_layers"].get<int64_t>();
+  EXPECT_EQ(missing + 2 * layers_gone, static_cast<int64_t>(removed["branches"].size())) << cfg.dump();
+  const fs::path eval_json = dir_ / "eval.json";
+  Proc e = pare({"eval", "--model", out.string(), "--limit", "500", "--latency-batches", "1",
+                 "--json", eval_json.string()});
+  SCOPED_TRACE(describe(e));
+  ASSERT_EQ(e.code, 0);
+  const json ej = json::parse(read_file(eval_json));
+  EXPECT_DOUBLE_EQ(ej["metrics"]["accuracy"].get<double>(), g["metrics"]["accuracy"].get<double>());
+  EXPECT_EQ(ej["flops"], g["flops"]);
+  EXPECT_EQ(ej["params"], g["params"]);
+}
+
 // compress with GPTQ int4 -> save -> eval in a fresh process: the saved model holds uint8 codes,
 // is smaller, and evaluates to the report's accuracy.
 TEST_F(PareCli, CompressQuantizeThenEvalTheSavedModel) {
