@@ -135,6 +135,11 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--out", default=os.path.join(ROOT, "results/gtsp.md"))
+    ap.add_argument("--combined-only", action="store_true",
+                    help="with --structural-only: only the combined rows")
+    ap.add_argument("--structural-only", action="store_true",
+                    help="only the rows that close heads or branches (combined, nodes, heads, layers) and "
+                         "the speed table: for re-measuring after a change to the unit selection")
     a = ap.parse_args()
     lines = []
     t_all = time.time()
@@ -159,20 +164,22 @@ def main():
                           f" thr {rows[-1]['thr']} ({rows[-1]['wall']:.0f} s)", file=sys.stderr, flush=True)
                 table.append((label, rows))
 
-            gtsp_rows("dense, fine-tuned (same loop and steps)", ["pipeline.0.heads=true", "pipeline.0.target_flops=1.0"])
+            if not a.structural_only:
+                gtsp_rows("dense, fine-tuned (same loop and steps)", ["pipeline.0.heads=true", "pipeline.0.target_flops=1.0"])
             for t in TARGETS:
                 gtsp_rows(f"GTSP nodes+heads+layers, target {t}",
                           ["pipeline.0.nodes=true", "pipeline.0.heads=true", "pipeline.0.layers=true",
                            f"pipeline.0.target_flops={t}"])
             mid = TARGETS[1]
-            for axis in ["nodes", "heads", "layers"]:
+            for axis in ([] if a.combined_only else ["nodes", "heads", "layers"]):
                 gtsp_rows(f"GTSP {axis} alone, target {mid}", [f"pipeline.0.{axis}=true", f"pipeline.0.target_flops={mid}"])
-            gtsp_rows(f"GTSP weights alone, sparsity {1 - mid:.2f} (stored dense)",
-                      ["pipeline.0.weights=true", f"pipeline.0.sparsity={1 - mid:.2f}"])
+            if not a.structural_only:
+                gtsp_rows(f"GTSP weights alone, sparsity {1 - mid:.2f} (stored dense)",
+                          ["pipeline.0.weights=true", f"pipeline.0.sparsity={1 - mid:.2f}"])
             # Post-training baselines at matched FLOPs (no fine-tuning, one run each).
             base_rows = []
             dense_flops = table[0][1][0]["base_flops"]
-            for t in TARGETS:
+            for t in ([] if a.structural_only else TARGETS):
                 best = None
                 for sp in [0.25, 0.5, 0.75]:
                     path = os.path.join(tmp, "ph.yaml")
@@ -209,7 +216,7 @@ def main():
                 if found:
                     base_rows.append((f"zero-tprune rate {found[0]:.3f} layers {m['zt_layers']} (FLOPs to {t})", [found[1]]))
             metric = m["metric"]
-            dense_ft = table[0][1]
+            dense_ft = table[0][1]  # the first row (dense fine-tuned, or the first GTSP row)
             lines.append(f"## {model}\n")
             lines.append(f"Data: `{os.path.relpath(m['data'], ROOT)}`; fine-tuning settings: {', '.join(m['sets'])} "
                          f"(batch 32, lr as the recipe unless set), {a.threads} threads.\n")
