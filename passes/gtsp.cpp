@@ -58,6 +58,7 @@
 #include "base/error.h"
 #include "families/family.h"
 #include "families/token_pruning.h"
+#include "tasks/evaluate.h"
 #include "groups.h"
 #include "tokens.h"
 #include "train/trainer.h"
@@ -68,12 +69,6 @@ namespace pare {
 namespace {
 
 using masks::MaskGroupKind;
-
-int64_t total_flops(const Model& m) {
-  int64_t f = 0;
-  for (const auto& r : m.family().costs(m)) f += r.flops;
-  return f;
-}
 
 std::string blk(int64_t l) { return concat("blk.", l, "."); }
 
@@ -172,7 +167,7 @@ nlohmann::json materialise(Model& m, const std::vector<Unit>& units) {
 int64_t flops_with(const Model& m, const std::vector<Unit>& units) {
   Model x = m.clone();
   materialise(x, units);
-  return total_flops(x);
+  return model_flops(x);
 }
 
 class GtspPass : public Pass {
@@ -185,7 +180,7 @@ class GtspPass : public Pass {
                "model's data (data: path)");
     auto log = ctx.log;
     nlohmann::json notes = nlohmann::json::object();
-    const int64_t dense = total_flops(m);
+    const int64_t dense = model_flops(m);
     const int axes = int(o_.nodes) + int(o_.heads) + int(o_.layers);
     const double reduction = 1.0 - o_.target_flops;
     notes["target_flops"] = o_.target_flops;
@@ -217,7 +212,7 @@ class GtspPass : public Pass {
       m.tensors = x.tensors;
       node_notes();
       log(concat("gtsp: nodes keep share ", node_share_, " in ", m.config.token_pruning.size(), " learned steps: ",
-                 double(total_flops(m)) / double(dense), " of the dense FLOPs"));
+                 double(model_flops(m)) / double(dense), " of the dense FLOPs"));
     }
 
     // Heads and branches: the candidates and what each saves alone.
@@ -229,7 +224,7 @@ class GtspPass : public Pass {
       if (o_.layers && has_attention(c, l) && !c.prune_step(l)) units.push_back({MaskGroupKind::kAttnBranch, l, 0});
       if (o_.layers && o_.branches == "both" && c.layers[l].ffn) units.push_back({MaskGroupKind::kFfnBranch, l, 0});
     }
-    const int64_t start_flops = total_flops(m);
+    const int64_t start_flops = model_flops(m);
     for (auto& u : units) {
       u.open = false;
       u.saving = start_flops - flops_with(m, units_only(units, &u));
@@ -417,7 +412,7 @@ class GtspPass : public Pass {
     if (wm) wm->apply(m);
 
     notes["removed"] = materialise(m, units);
-    const int64_t final_flops = total_flops(m);
+    const int64_t final_flops = model_flops(m);
     notes["final_flops"] = final_flops;
     notes["final_flops_share"] = double(final_flops) / double(dense);
     notes["fine_tuning"] = {{"epochs", o_.epochs},

@@ -846,29 +846,30 @@ class GpsFamily : public Family {
             .view({G, n_max});
     torch::Tensor t = scores;
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kTokenScores, l, t);
-    const torch::Tensor counts = (s.key_padding.view({G, n_max}) == 0).sum(1).cpu();
+    const torch::Tensor counts = (s.key_padding.view({G, n_max}) == 0).sum(1).cpu().contiguous();
+    const int64_t* cnt = counts.data_ptr<int64_t>();
     std::vector<int64_t> keep(G);
-    for (int64_t g = 0; g < G; ++g) keep[g] = graph_keep(step, counts[g].item<int64_t>());
+    for (int64_t g = 0; g < G; ++g) keep[g] = graph_keep(step, cnt[g]);
     const bool masked = !t.is_same(scores);
     if (masked)
       PARE_CHECK(t.sizes() == scores.sizes(), "gps: layer ", l, ": a node mask must be ",
                  scores.sizes(), ", got ", t.sizes());
-    // Kept positions of each row, ascending, concatenated.
+    // Kept positions of each row, ascending, concatenated: the mask's ones, or the top scores
+    // (one stable descending sort of all rows; padding at -inf sorts last, ties to the lower position).
+    const torch::Tensor rank =
+        masked ? (t.detach() > 0.5).to(torch::kFloat32).cpu() : scores.detach().cpu();
+    const torch::Tensor order =
+        std::get<1>(rank.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true)).contiguous();
+    const int64_t* ord = order.data_ptr<int64_t>();
     std::vector<int64_t> kept;
-    const torch::Tensor chosen = masked ? t.detach() > 0.5 : torch::Tensor();
-    const torch::Tensor sd = scores.detach().to(torch::kFloat64).cpu();
     for (int64_t g = 0; g < G; ++g) {
-      torch::Tensor pos;
-      if (masked) {
-        pos = chosen[g].nonzero().view({-1}).cpu();
-        PARE_ASSERT(pos.size(0) == keep[g], "node keep mask of graph ", g, ": expected ", keep[g],
-                    " ones, got ", pos.size(0));
-      } else {
-        pos = topk_positions(sd[g].unsqueeze(0), keep[g]).view({-1});
-      }
-      const int64_t* p = pos.data_ptr<int64_t>();
-      kept.insert(kept.end(), p, p + pos.size(0));
+      const size_t at = kept.size();
+      kept.insert(kept.end(), ord + g * n_max, ord + g * n_max + keep[g]);
+      std::sort(kept.begin() + at, kept.end());
     }
+    if (masked)  // a mask must hold exactly the step's count of ones in every row
+      PARE_ASSERT((((t.detach() > 0.5).sum(1)).cpu() == torch::tensor(keep)).all().item<bool>(),
+                  "node keep mask: every graph must keep its step's count");
     torch::Tensor gate;
     if (masked) {
       std::vector<int64_t> flat;

@@ -46,7 +46,7 @@ struct LatencyResult {
 // Random normalised inputs of the model's image shape.
 LatencyResult measure_latency(const Model& m, int64_t batch, int warmup = 3, int reps = 10);
 
-int64_t model_flops(const Model& m);  // per image (see above)
+int64_t model_flops(const Model& m);  // per sample: the sum of Family::costs() rows (see above)
 
 // Runs the model on uint8 images in batches and concatenates the logits [N, labels].
 torch::Tensor predict_logits(const Model& m, const torch::Tensor& images_u8, int64_t batch_size);
