@@ -27,7 +27,8 @@
 
 namespace pare::cli {
 
-BenchCommand bench_vit_speed(CLI::App* bench);  // cmd_bench_vit.cpp
+BenchCommand bench_vit_speed(CLI::App* bench);   // cmd_bench_vit.cpp
+BenchCommand bench_bert_speed(CLI::App* bench);  // cmd_bench_bert.cpp
 
 namespace {
 
@@ -134,7 +135,8 @@ Runner add_bench(CLI::App& app, Common&) {
       std::vector<BenchCommand>{bench_slicegpt(bench), bench_zero_tprune(bench),
                                 bench_quantize(bench), bench_slicegpt_lm(bench),
                                 bench_lm_speed(bench), bench_slicegpt_memory(bench),
-                                bench_gps_speed(bench), bench_vit_speed(bench)});
+                                bench_gps_speed(bench), bench_vit_speed(bench),
+                                bench_bert_speed(bench)});
   return [cmds]() -> int {
     for (const auto& c : *cmds) {
       if (!c.sub->parsed()) continue;

@@ -120,7 +120,18 @@ Runner add_train(CLI::App& app, Common&) {
       PARE_CHECK(start.config.family == m.config.family && start.config.layers == m.config.layers &&
                      start.config.norm == m.config.norm && start.config.num_labels == m.config.num_labels,
                  a->recipe, ": /train/init_from: ", init_from, " does not have the architecture of /model");
+      // A bert pre-trained with the masked-LM head (masked-lm) fine-tuned without it: the head's
+      // tensors are dropped; the task and the costs' context length are the recipe's.
+      if (start.config.mlm_head && !m.config.mlm_head) {
+        for (const char* n : {"mlm_dense.weight", "mlm_dense.bias", "mlm_norm.weight", "mlm_norm.bias", "mlm_bias"})
+          start.tensors.erase(n);
+        start.config.mlm_head = false;
+      }
+      start.config.task = m.config.task;
+      start.config.context_length = m.config.context_length;
+      start.config.id2label = m.config.id2label;
       m = std::move(start);
+      m.verify_or_throw(init_from);
     }
     std::cerr << "train: " << cfg.family << " with " << m.num_params() << " params on task " << task->name()
               << ", " << at::get_num_threads() << " threads\n";

@@ -139,6 +139,64 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   return ctx;
 }
 
+torch::Tensor ranged_multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                          const torch::Tensor& v, const torch::Tensor& starts,
+                                          const torch::Tensor& lengths, int64_t heads) {
+  PARE_ASSERT(q.dim() == 2 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+              "attention: q, k, v must be [N, heads·head_dim] alike, got ", q.sizes(), ", ", k.sizes(),
+              ", ", v.sizes());
+  PARE_ASSERT(heads > 0 && q.size(1) % heads == 0, "attention: width ", q.size(1),
+              " is not a multiple of ", heads, " heads");
+  PARE_ASSERT(starts.dim() == 1 && lengths.sizes() == starts.sizes() && starts.scalar_type() == at::kLong &&
+                  lengths.scalar_type() == at::kLong && starts.device().is_cpu() && lengths.device().is_cpu(),
+              "attention: starts and lengths must be int64 CPU [B] alike");
+  const torch::Tensor st = starts.contiguous(), ln = lengths.contiguous();
+  const int64_t B = st.size(0), N = q.size(0), C = q.size(1), hd = C / heads;
+  const int64_t *sp = st.data_ptr<int64_t>(), *lp = ln.data_ptr<int64_t>();
+  int64_t T_max = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    PARE_ASSERT(lp[b] >= 1 && sp[b] >= 0 && sp[b] + lp[b] <= N, "attention: sequence ", b, " rows [", sp[b],
+                ", ", sp[b] + lp[b], ") outside [0, ", N, ")");
+    T_max = std::max(T_max, lp[b]);
+  }
+  const bool grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  bool fused = !grad && hd % 8 == 0;
+  for (const torch::Tensor* t : {&q, &k, &v})
+    fused = fused && t->scalar_type() == at::kFloat && t->device().is_cpu() && t->stride(1) == 1;
+  if (!fused) {
+    std::vector<torch::Tensor> parts;
+    torch::Tensor ctx = at::zeros({N, C}, q.options());
+    for (int64_t b = 0; b < B; ++b) {
+      auto rows = [&](const torch::Tensor& t) { return t.narrow(0, sp[b], lp[b]).unsqueeze(0); };
+      ctx = ctx.index_copy(0, at::arange(sp[b], sp[b] + lp[b], st.options()),
+                           reference_attention(rows(q), rows(k), rows(v), heads, {}).squeeze(0));
+    }
+    return ctx;
+  }
+  const bool shared_ld = k.stride(0) == q.stride(0) && v.stride(0) == q.stride(0) && q.stride(0) >= C;
+  const torch::Tensor qc = shared_ld ? q : q.contiguous();
+  const torch::Tensor kc = shared_ld ? k : k.contiguous();
+  const torch::Tensor vc = shared_ld ? v : v.contiguous();
+  const int64_t ld = qc.stride(0), Tp = (T_max + 7) / 8 * 8;
+  // Rows outside every range (padding) are zeroed; the ranges are written by the kernel.
+  int64_t covered = 0;
+  for (int64_t b = 0; b < B; ++b) covered += lp[b];
+  torch::Tensor ctx = covered == N ? at::empty({N, C}, q.options()) : at::zeros({N, C}, q.options());
+  const auto block = kernels().attention_block;
+  const float *qp = qc.data_ptr<float>(), *kp = kc.data_ptr<float>(), *vp = vc.data_ptr<float>();
+  float* cp = ctx.data_ptr<float>();
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  at::parallel_for(0, B * heads, 1, [&](int64_t from, int64_t to) {
+    std::vector<float> kt(hd * Tp), s(5 * Tp);
+    for (int64_t bh = from; bh < to; ++bh) {
+      const int64_t b = bh / heads, h = bh % heads, off = sp[b] * ld + h * hd;
+      block(qp + off, kp + off, vp + off, lp[b], ld, C, hd, scale, cp + sp[b] * C + h * hd, nullptr, nullptr,
+            nullptr, kt.data(), s.data());
+    }
+  });
+  return ctx;
+}
+
 void max_cosine_similarity(const float* K, int64_t n, int64_t kd, const int64_t* lo, int64_t nlo,
                            const int64_t* hi, int64_t nhi, float* scratch, double* best) {
   PARE_ASSERT(nlo >= 0 && nhi >= 1 && nhi <= n && kd % 8 == 0, "max_cosine_similarity: n ", n, ", nlo ", nlo,

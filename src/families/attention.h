@@ -46,6 +46,19 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
                                    const torch::Tensor& v, int64_t heads,
                                    const AttentionOutputs& out = {});
 
+// Attention of sequences stored as row ranges of one tensor (padding-free batches: ByteTransformer,
+// Zhai et al., IPDPS 2023, §IV; the padded layout is the special case starts[b] = b·T): q, k, v
+// [N, heads·head_dim] (rows may be views of one fused Q|K|V product), sequence b is rows
+// [starts[b], starts[b] + lengths[b]) and attends to its own rows only, as queries and as keys.
+// starts, lengths: int64 CPU [B], ranges disjoint and inside [0, N), lengths ≥ 1. Returns ctx
+// [N, heads·head_dim]; rows outside every range are 0. Float32 CPU inputs without autograd run the
+// fused kernel once per (sequence, head) at the sequence's own length, so nothing is computed for
+// padding; otherwise LibTorch ops per sequence (same values to float32 rounding). InternalError on
+// inconsistent shapes or ranges.
+torch::Tensor ranged_multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                          const torch::Tensor& v, const torch::Tensor& starts,
+                                          const torch::Tensor& lengths, int64_t heads);
+
 // Whether multi_head_attention runs the fused kernel for these inputs (tests and benchmarks).
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v, int64_t heads);

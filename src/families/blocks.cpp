@@ -59,6 +59,38 @@ std::vector<DimGroup> residual_groups(const ArchConfig& c,
   return groups;
 }
 
+void append_encoder_block_slots(const ArchConfig& c, std::vector<std::string>& slots) {
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (c.layers[l].attention)
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o"}) slots.push_back(b + n);
+    if (c.layers[l].ffn)
+      for (const char* n : {"ffn_up", "ffn_down"}) slots.push_back(b + n);
+  }
+}
+
+void append_encoder_block_groups(const ArchConfig& c, std::vector<DimGroup>& groups) {
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const auto& d = c.layers[l];
+    if (d.attention) {
+      DimGroup heads{b + "heads", DimGroup::kHeads, l, d.heads, {}};
+      for (const char* q : {"attn_q", "attn_k", "attn_v"}) {
+        heads.uses.push_back({b + q + ".weight", 0, d.head_dim});
+        heads.uses.push_back({b + q + ".bias", 0, d.head_dim});
+      }
+      heads.uses.push_back({b + "attn_o.weight", 1, d.head_dim});
+      groups.push_back(heads);
+    }
+    if (d.ffn)
+      groups.push_back({b + "ffn",
+                        DimGroup::kFfn,
+                        l,
+                        d.intermediate_size,
+                        {{b + "ffn_up.weight", 0}, {b + "ffn_up.bias", 0}, {b + "ffn_down.weight", 1}}});
+  }
+}
+
 void check_checkpoint_dtype(const torch::Tensor& t, const std::string& part, const std::string& src,
                             const std::string& name) {
   if (is_quant_code_part(part)) {

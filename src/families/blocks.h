@@ -34,6 +34,14 @@ std::vector<DimGroup> residual_groups(const ArchConfig& c,
                                       const std::vector<std::vector<TensorUse>>& site_uses,
                                       bool parallel_blocks);
 
+// Encoder blocks (vit, bert) with separate Q/K/V/O and a two-matrix FFN:
+// the linear slots blk.L.{attn_q,attn_k,attn_v,attn_o} (when the layer has its attention branch)
+// and blk.L.{ffn_up,ffn_down} (when it has its FFN) of every layer, appended to `slots`;
+// and the per-layer dimension groups "blk.L.heads" (Q/K/V rows and their biases, O columns, in
+// blocks of head_dim) and "blk.L.ffn" (ffn_up rows and bias, ffn_down columns).
+void append_encoder_block_slots(const ArchConfig& c, std::vector<std::string>& slots);
+void append_encoder_block_groups(const ArchConfig& c, std::vector<DimGroup>& groups);
+
 // Checkpoint loading, shared by the families' from_checkpoint: a tensor's dtype must be U8 for
 // packed quantization codes (`part` qweight/qzeros) and floating otherwise (InputError naming
 // `src` and the checkpoint name `name`).

@@ -43,6 +43,12 @@ struct ForwardState {
   // Learned node steps under a keep mask (HookPoint::kTokenScores): the mask values [N'] of the
   // attending nodes, multiplied into their attention outputs (undefined: none).
   torch::Tensor attn_gate;
+  // Text encoders (bert, families/bert.h): where each sequence's tokens are, int64 CPU [B]. Packed
+  // layout: x is [N, d] and sequence b is rows [seq_starts[b], seq_starts[b] + seq_lengths[b]).
+  // Padded layout: x is [B, T, d], seq_starts[b] = b·T, and key_padding is the additive key mask
+  // [B, 1, 1, T] (0 for a token, the lowest float for padding; undefined when no row is padded).
+  torch::Tensor seq_starts, seq_lengths;
+  bool packed = false;
 };
 
 // Analytic cost of one row of the per-layer table. FLOPs = 2 × multiply-accumulates of every

@@ -271,8 +271,8 @@ void Rewriter::add_shortcuts() {
 
 void Rewriter::remove_branch(int64_t layer, const std::string& branch) {
   ArchConfig c = m_.config;
-  PARE_CHECK(c.family == "vit" || c.family == "gps", "remove_branch: the ", c.family,
-             " family cannot lose a branch (vit and gps can)");
+  PARE_CHECK(c.family == "vit" || c.family == "gps" || c.family == "bert", "remove_branch: the ",
+             c.family, " family cannot lose a branch (vit, bert and gps can)");
   PARE_CHECK(layer >= 0 && layer < c.num_hidden_layers, "remove_branch: layer ", layer,
              " outside 0..", c.num_hidden_layers - 1);
   PARE_CHECK(branch == "attention" || branch == "ffn", "remove_branch: expected attention or ffn, got '",
@@ -306,7 +306,7 @@ void Rewriter::remove_branch(int64_t layer, const std::string& branch) {
 
 void Rewriter::remove_layer(int64_t layer) {
   ArchConfig& c = m_.config;
-  PARE_CHECK(c.family == "vit", "remove_layer: the ", c.family,
+  PARE_CHECK(c.family == "vit" || c.family == "bert", "remove_layer: the ", c.family,
              " family keeps its layers (remove_branch removes what a layer computes)");
   PARE_CHECK(layer >= 0 && layer < c.num_hidden_layers, "remove_layer: layer ", layer,
              " outside 0..", c.num_hidden_layers - 1);

@@ -128,15 +128,15 @@ class Rewriter {
   // Parallel blocks (phi) get only "blk.N.ffn_shortcut" [attn_in, next]: one update per layer.
   void add_shortcuts();
   // Removes the attention branch (`branch` = "attention") or the FFN branch ("ffn") of `layer`
-  // (vit, gps; masks/ materialisation): every tensor and linear slot the branch owned goes and
+  // (vit, bert, gps; masks/ materialisation): every tensor and linear slot the branch owned goes and
   // the config records that the layer lacks it (LayerDims::attention / ffn; heads or
   // intermediate_size become 0), so costs() and num_params() drop it. InputError naming the
   // layer when the family has no such branch, it is already gone, or a token-pruning step sits
   // in the layer's attention.
   void remove_branch(int64_t layer, const std::string& branch);
-  // Deletes `layer` once both its branches are gone (vit: the layer is then the identity);
+  // Deletes `layer` once both its branches are gone (vit, bert: the layer is then the identity);
   // later layers move down (blk.N+1 → blk.N, config and token-pruning steps renumbered).
-  // InputError when a branch remains, the family is not vit, shortcut matrices are present, or
+  // InputError when a branch remains, the family is not vit or bert, shortcut matrices are present, or
   // it is the last layer left.
   void remove_layer(int64_t layer);
 

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "families/attention.h"
+#include "families/bert.h"
 #include "families/blocks.h"
 #include "families/decoder.h"
 #include "base/error.h"
@@ -48,12 +49,7 @@ class VitFamily : public Family {
 
   std::vector<std::string> linear_slots(const ArchConfig& c) const override {
     std::vector<std::string> s{"patch_embd", "cls_head"};
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      if (c.layers[l].attention)
-        for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_o"}) s.push_back(blk(l) + n);
-      if (c.layers[l].ffn)
-        for (const char* n : {"ffn_up", "ffn_down"}) s.push_back(blk(l) + n);
-    }
+    append_encoder_block_slots(c, s);
     return s;
   }
 
@@ -169,23 +165,7 @@ class VitFamily : public Family {
     site[2 * L].push_back({"cls_head.weight", 1});
 
     std::vector<DimGroup> groups = residual_groups(c, site, /*parallel_blocks=*/false);
-    for (int64_t l = 0; l < L; ++l) {
-      const std::string b = blk(l);
-      const auto& d = c.layers[l];
-      DimGroup heads{b + "heads", DimGroup::kHeads, l, d.heads, {}};
-      for (const char* q : {"attn_q", "attn_k", "attn_v"}) {
-        heads.uses.push_back({b + q + ".weight", 0, d.head_dim});
-        heads.uses.push_back({b + q + ".bias", 0, d.head_dim});
-      }
-      heads.uses.push_back({b + "attn_o.weight", 1, d.head_dim});
-      if (d.attention) groups.push_back(heads);
-      if (d.ffn)
-        groups.push_back({b + "ffn",
-                          DimGroup::kFfn,
-                          l,
-                          d.intermediate_size,
-                          {{b + "ffn_up.weight", 0}, {b + "ffn_up.bias", 0}, {b + "ffn_down.weight", 1}}});
-    }
+    append_encoder_block_groups(c, groups);
     return groups;
   }
 
@@ -534,9 +514,10 @@ const Family& vit_family() {
 const Family& family_by_name(const std::string& name) {
   if (name == "vit") return vit_family();
   if (name == "gps") return gps_family();
+  if (name == "bert") return bert_family();
   if (is_decoder_family(name)) return decoder_family(name);
   throw InputError(concat("unknown model family '", name,
-                          "' (known: vit, gps, llama, qwen2, mistral, opt, gpt2, phi)"));
+                          "' (known: vit, gps, bert, llama, qwen2, mistral, opt, gpt2, phi)"));
 }
 
 }  // namespace pare

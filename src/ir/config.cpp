@@ -51,7 +51,7 @@ int64_t ArchConfig::tokens_out(int64_t layer) const {
 }
 
 int64_t ArchConfig::seq_len() const {
-  if (is_lm()) return context_length;
+  if (is_lm() || is_text_encoder()) return context_length;
   if (is_graph()) return std::max<int64_t>(1, std::llround(gps.mean_nodes));
   return num_patches() + 1;
 }
@@ -84,10 +84,10 @@ const char* const kLmFamilies[] = {"llama", "qwen2", "mistral", "opt", "gpt2", "
 }  // namespace
 
 void ArchConfig::finalize(const std::string& src) {
-  bool known = family == "vit" || family == "gps";
+  bool known = family == "vit" || family == "gps" || family == "bert";
   for (const char* f : kLmFamilies) known = known || family == f;
   PARE_CHECK(known, src, ": family '", family,
-             "' is not supported (expected vit, gps, llama, qwen2, mistral, opt, gpt2 or phi)");
+             "' is not supported (expected vit, gps, bert, llama, qwen2, mistral, opt, gpt2 or phi)");
   PARE_CHECK(hidden_size > 0, src, ": hidden_size: expected a positive integer, got ", hidden_size);
   PARE_CHECK(num_hidden_layers > 0, src, ": num_hidden_layers: expected a positive integer, got ",
              num_hidden_layers);
@@ -96,6 +96,8 @@ void ArchConfig::finalize(const std::string& src) {
     finalize_lm(src);
   } else if (is_graph()) {
     finalize_gps(src);
+  } else if (is_text_encoder()) {
+    finalize_bert(src);
   } else {
     PARE_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, src,
                ": image_size (", image_size, ") must be a positive multiple of patch_size (",
@@ -138,9 +140,9 @@ void ArchConfig::finalize(const std::string& src) {
                ")");
     PARE_CHECK(!parallel_blocks() || l.attn_in == l.mlp_in, src, ": pare.layers[", i,
                "]: parallel blocks read one input, so attn_in and mlp_in must agree");
-    PARE_CHECK((l.attention && l.ffn) || family == "vit" || family == "gps", src, ": pare.layers[",
-               i, "]: a layer without its ", l.attention ? "FFN" : "attention",
-               " branch is supported by the vit and gps families, not ", family);
+    PARE_CHECK((l.attention && l.ffn) || !is_lm(), src, ": pare.layers[", i,
+               "]: a layer without its ", l.attention ? "FFN" : "attention",
+               " branch is supported by the vit, bert and gps families, not ", family);
     PARE_CHECK(l.attention || l.heads == 0, src, ": pare.layers[", i,
                "]: attention is false, so heads must be 0, got ", l.heads);
     PARE_CHECK(l.ffn || l.intermediate_size == 0, src, ": pare.layers[", i,
@@ -157,6 +159,8 @@ void ArchConfig::finalize(const std::string& src) {
   }
   PARE_CHECK(!is_lm() || token_pruning.empty(), src,
              ": pare.token_pruning: token pruning applies to encoders (vit), not to decoder LMs");
+  PARE_CHECK(!is_text_encoder() || token_pruning.empty(), src,
+             ": pare.token_pruning: token pruning is not implemented for bert");
   PARE_CHECK(static_cast<int64_t>(token_pruning.size()) <= num_hidden_layers, src,
              ": pare.token_pruning has ", token_pruning.size(), " steps, more than the ",
              num_hidden_layers, " layers");
@@ -210,6 +214,8 @@ void ArchConfig::finalize(const std::string& src) {
       for (int64_t i = 0; i < num_labels; ++i) id2label.push_back("LABEL_" + std::to_string(i));
     PARE_CHECK(static_cast<int64_t>(id2label.size()) == num_labels, src, ": id2label has ",
                id2label.size(), " entries, expected num_labels = ", num_labels);
+  }
+  if (family == "vit") {
     if (image_mean.empty()) image_mean.assign(num_channels, 0.5);
     if (image_std.empty()) image_std.assign(num_channels, 0.5);
     for (double v : image_std)
@@ -288,6 +294,28 @@ void ArchConfig::finalize_lm(const std::string& src) {
              " uses LayerNorm (layernorm or folded rmsnorm), got rmsnorm_affine");
   PARE_CHECK(bos_token_id < vocab_size && eos_token_id < vocab_size, src,
              ": bos_token_id/eos_token_id must be below vocab_size (", vocab_size, ")");
+}
+
+void ArchConfig::finalize_bert(const std::string& src) {
+  PARE_CHECK(vocab_size > 0, src, ": vocab_size: expected a positive integer, got ", vocab_size);
+  PARE_CHECK(max_position_embeddings > 0, src,
+             ": max_position_embeddings: expected a positive integer, got ",
+             max_position_embeddings);
+  PARE_CHECK(type_vocab_size > 0, src, ": type_vocab_size: expected a positive integer, got ",
+             type_vocab_size);
+  PARE_CHECK(pad_token_id >= 0 && pad_token_id < vocab_size, src, ": pad_token_id: expected 0..",
+             vocab_size - 1, ", got ", pad_token_id);
+  PARE_CHECK(num_labels > 0, src, ": num_labels: expected a positive integer, got ", num_labels);
+  PARE_CHECK(hidden_act == "gelu", src, ": hidden_act '", hidden_act,
+             "' is not supported for bert (expected gelu)");
+  PARE_CHECK(norm == "layernorm", src, ": pare.norm: bert is post-LN with LayerNorm (SliceGPT's ",
+             "folding does not apply), got '", norm, "'");
+  PARE_CHECK(!shortcuts, src, ": pare.shortcuts: bert has no SliceGPT shortcut matrices");
+  PARE_CHECK(!mlm_head || family == "bert", src, ": pare.mlm_head: only bert has a masked-LM head");
+  if (context_length == 0) context_length = std::min<int64_t>(max_position_embeddings, 128);
+  PARE_CHECK(context_length > 0 && context_length <= max_position_embeddings, src,
+             ": pare.context_length: expected 1..max_position_embeddings (",
+             max_position_embeddings, "), got ", context_length);
 }
 
 void ArchConfig::finalize_gps(const std::string& src) {
@@ -546,6 +574,62 @@ nlohmann::ordered_json gps_to_json(const GpsConfig& g) {
 }
 }  // namespace
 
+namespace {
+// id2label {"0": name, ...} (HF classifiers); num_labels from its size when absent.
+void read_id2label(const nlohmann::json& j, ArchConfig& c, const std::string& src) {
+  if (!j.contains("id2label")) return;
+  const auto& m = j["id2label"];
+  PARE_CHECK(m.is_object(), src, ": id2label: expected an object {\"0\": name, ...}");
+  c.id2label.assign(m.size(), "");
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    size_t idx = 0;
+    try {
+      idx = std::stoul(it.key());
+    } catch (...) {
+      throw InputError(concat(src, ": id2label: key '", it.key(), "' is not an integer"));
+    }
+    PARE_CHECK(idx < m.size() && it->is_string(), src, ": id2label['", it.key(),
+               "']: expected a label name for an index below ", m.size());
+    c.id2label[idx] = it->get<std::string>();
+  }
+  if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
+}
+
+// Hugging Face BertConfig (BertForSequenceClassification). Absolute positions only; fields pare
+// does not interpret (dropouts, initializer_range, classifier_dropout, ...) are kept in hf_extra
+// and written back.
+void read_bert_fields(const nlohmann::json& j, ArchConfig& c, const std::string& src) {
+  c.max_position_embeddings = 512;
+  c.type_vocab_size = 2;
+  get(j, "vocab_size", c.vocab_size, src, "an integer");
+  get(j, "hidden_size", c.hidden_size, src, "an integer");
+  get(j, "num_hidden_layers", c.num_hidden_layers, src, "an integer");
+  get(j, "num_attention_heads", c.num_attention_heads, src, "an integer");
+  get(j, "intermediate_size", c.intermediate_size, src, "an integer");
+  get(j, "hidden_act", c.hidden_act, src, "a string");
+  get(j, "max_position_embeddings", c.max_position_embeddings, src, "an integer");
+  get(j, "type_vocab_size", c.type_vocab_size, src, "an integer");
+  get(j, "layer_norm_eps", c.layer_norm_eps, src, "a number");
+  if (j.contains("pad_token_id") && !j["pad_token_id"].is_null())
+    get(j, "pad_token_id", c.pad_token_id, src, "an integer");
+  get(j, "num_labels", c.num_labels, src, "an integer");
+  read_id2label(j, c, src);
+  if (j.contains("position_embedding_type") && j["position_embedding_type"] != "absolute")
+    throw InputError(concat(src, ": position_embedding_type = ", j["position_embedding_type"].dump(),
+                            " is not supported (absolute positions only)"));
+  if (j.contains("is_decoder") && j["is_decoder"] == true)
+    throw InputError(concat(src, ": is_decoder = true is not supported (bert is an encoder)"));
+  static const char* const kKnown[] = {
+      "model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers",
+      "num_attention_heads", "intermediate_size", "hidden_act", "max_position_embeddings",
+      "type_vocab_size", "layer_norm_eps", "pad_token_id", "num_labels", "id2label", "label2id",
+      "position_embedding_type", "pare"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (std::none_of(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return it.key() == k; }))
+      c.hf_extra[it.key()] = it.value();
+}
+}  // namespace
+
 ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
   PARE_CHECK(j.is_object(), src, ": expected a JSON object");
   ArchConfig c;
@@ -559,6 +643,8 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
   }
   if (const LmKeys* k = lm_keys(c.family)) {
     read_lm_fields(j, *k, c, src);
+  } else if (c.family == "bert") {
+    read_bert_fields(j, c, src);
   } else {
     get(j, "hidden_size", c.hidden_size, src, "an integer");
     get(j, "num_hidden_layers", c.num_hidden_layers, src, "an integer");
@@ -572,23 +658,7 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     get(j, "num_labels", c.num_labels, src, "an integer");
     PARE_CHECK(!j.contains("qkv_bias") || j["qkv_bias"] == true, src,
                ": qkv_bias: only true is supported");
-    if (j.contains("id2label")) {
-      const auto& m = j["id2label"];
-      PARE_CHECK(m.is_object(), src, ": id2label: expected an object {\"0\": name, ...}");
-      c.id2label.assign(m.size(), "");
-      for (auto it = m.begin(); it != m.end(); ++it) {
-        size_t idx = 0;
-        try {
-          idx = std::stoul(it.key());
-        } catch (...) {
-          throw InputError(concat(src, ": id2label: key '", it.key(), "' is not an integer"));
-        }
-        PARE_CHECK(idx < m.size() && it->is_string(), src, ": id2label['", it.key(),
-                   "']: expected a label name for an index below ", m.size());
-        c.id2label[idx] = it->get<std::string>();
-      }
-      if (c.num_labels == 0) c.num_labels = static_cast<int64_t>(m.size());
-    }
+    read_id2label(j, c, src);
   }
   if (c.family == "gps") read_gps_fields(j, c, src);
   if (j.contains("pare")) {
@@ -601,6 +671,7 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     get(p, "shortcuts", c.shortcuts, ps, "a boolean");
     get(p, "out_dim", c.out_dim, ps, "an integer");
     get(p, "context_length", c.context_length, ps, "an integer");
+    get(p, "mlm_head", c.mlm_head, ps, "a boolean");
     get(p, "image_mean", c.image_mean, ps, "a list of numbers");
     get(p, "image_std", c.image_std, ps, "a list of numbers");
     if (p.contains("history")) c.history = p["history"];
@@ -673,6 +744,21 @@ nlohmann::json config_to_json(const ArchConfig& c) {
     if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
     if (c.eos_token_id >= 0) j["eos_token_id"] = c.eos_token_id;
     for (auto it = c.hf_extra.begin(); it != c.hf_extra.end(); ++it) j[it.key()] = it.value();
+  } else if (c.is_text_encoder()) {
+    j["architectures"] = {"BertForSequenceClassification"};
+    j["model_type"] = "bert";
+    j["vocab_size"] = c.vocab_size;
+    j["hidden_size"] = c.hidden_size;
+    j["num_hidden_layers"] = c.num_hidden_layers;
+    j["num_attention_heads"] = c.num_attention_heads;
+    j["intermediate_size"] = c.intermediate_size;
+    j["hidden_act"] = c.hidden_act;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["type_vocab_size"] = c.type_vocab_size;
+    j["layer_norm_eps"] = c.layer_norm_eps;
+    j["pad_token_id"] = c.pad_token_id;
+    j["position_embedding_type"] = "absolute";
+    for (auto it = c.hf_extra.begin(); it != c.hf_extra.end(); ++it) j[it.key()] = it.value();
   } else {
     // gps (GraphGPS) has no Hugging Face class: it shares the ViT's generic fields.
     j["architectures"] = {c.is_graph() ? "GPSModel" : "ViTForImageClassification"};
@@ -688,12 +774,14 @@ nlohmann::json config_to_json(const ArchConfig& c) {
     j["num_labels"] = c.num_labels;
     j["gps"] = gps_to_json(c.gps);
   } else if (!c.is_lm()) {
-    j["image_size"] = c.image_size;
-    j["patch_size"] = c.patch_size;
-    j["num_channels"] = c.num_channels;
-    j["qkv_bias"] = true;
-    j["hidden_dropout_prob"] = 0.0;
-    j["attention_probs_dropout_prob"] = 0.0;
+    if (!c.is_text_encoder()) {
+      j["image_size"] = c.image_size;
+      j["patch_size"] = c.patch_size;
+      j["num_channels"] = c.num_channels;
+      j["qkv_bias"] = true;
+      j["hidden_dropout_prob"] = 0.0;
+      j["attention_probs_dropout_prob"] = 0.0;
+    }
     j["num_labels"] = c.num_labels;
     nlohmann::ordered_json id2label = nlohmann::ordered_json::object(),
                            label2id = nlohmann::ordered_json::object();
@@ -710,8 +798,9 @@ nlohmann::json config_to_json(const ArchConfig& c) {
   p["norm"] = c.norm;
   p["shortcuts"] = c.shortcuts;
   p["out_dim"] = c.out_dim;
-  if (c.is_lm()) {
+  if (c.is_lm() || c.is_text_encoder()) {
     p["context_length"] = c.context_length;
+    if (c.mlm_head) p["mlm_head"] = true;
   } else if (!c.is_graph()) {
     p["image_mean"] = c.image_mean;
     p["image_std"] = c.image_std;

@@ -132,7 +132,7 @@ struct GpsConfig {
 };
 
 struct ArchConfig {
-  // vit, gps, or a decoder LM: llama (qwen2, mistral), opt, gpt2, phi
+  // vit, gps, bert (text encoder), or a decoder LM: llama (qwen2, mistral), opt, gpt2, phi
   std::string family = "vit";
   // The task the model is trained and measured on (tasks/task.h: image-classification,
   // lm-perplexity, graph, ...): empty means the family's own (vit: image-classification, gps:
@@ -165,13 +165,24 @@ struct ArchConfig {
   bool tie_word_embeddings = false;    // lm_head shares tok_embd (no lm_head slot then)
   bool attention_bias = false;         // llama family: q/k/v/o biases (qwen2: q/k/v only)
   int64_t bos_token_id = -1, eos_token_id = -1;
-  // Tokens per sequence at which costs() counts FLOPs (pare.context_length; default
-  // min(max_position_embeddings, 256)).
+  // Tokens per sequence at which costs() counts FLOPs (pare.context_length; decoder LMs: default
+  // min(max_position_embeddings, 256); bert: the mean tokenised length of the training sentences
+  // when pare trains the model, default min(max_position_embeddings, 128)).
   int64_t context_length = 0;
   // HF config.json fields pare does not interpret, written back unchanged.
   nlohmann::json hf_extra = nlohmann::json::object();
-  bool is_lm() const { return family != "vit" && family != "gps"; }
+  bool is_lm() const { return family != "vit" && family != "gps" && family != "bert"; }
   bool is_graph() const { return family == "gps"; }  // takes GraphBatch inputs (src/gps.h)
+  // Text encoders (bert): token ids in, one label per sequence out (families/bert.h).
+  bool is_text_encoder() const { return family == "bert"; }
+  // BERT (HF BertConfig): token-type vocabulary (segments; single sentences use type 0) and the
+  // padding id, whose positions the attention never reads (families/bert.h).
+  int64_t type_vocab_size = 0;
+  int64_t pad_token_id = 0;
+  // bert with the masked-language-model head of HF BertForMaskedLM (pre-training, tasks/masked_lm.cpp):
+  // transform dense + GELU + LayerNorm, then the word embeddings (tied) plus a bias per token.
+  // config.json pare.mlm_head, written only when true.
+  bool mlm_head = false;
 
   // Graph transformers (gps). `norm` is "batchnorm" (BatchNorm1d in eval: running statistics) or
   // "graph_layernorm" (PyG LayerNorm in graph mode); every norm uses layer_norm_eps (1e-5).
@@ -217,6 +228,7 @@ struct ArchConfig {
   void finalize(const std::string& source);
   void finalize_lm(const std::string& source);  // the decoder-LM fields (config.cpp)
   void finalize_gps(const std::string& source);  // the graph-transformer fields (config.cpp)
+  void finalize_bert(const std::string& source);  // the text-encoder fields (config.cpp)
 
   // Weight-only quantization (pare.quantization): the method that made the codes and the format
   // of every quantized linear slot; both empty when no slot is quantized.

@@ -8,6 +8,8 @@ namespace pare {
 TaskInfo image_classification_task_info();
 TaskInfo lm_perplexity_task_info();
 TaskInfo graph_task_info();
+TaskInfo text_classification_task_info();
+TaskInfo masked_lm_task_info();
 
 TaskTable& TaskTable::global() {
   static TaskTable* t = [] {
@@ -15,6 +17,8 @@ TaskTable& TaskTable::global() {
     table->add(image_classification_task_info());
     table->add(lm_perplexity_task_info());
     table->add(graph_task_info());
+    table->add(text_classification_task_info());
+    table->add(masked_lm_task_info());
     return table;
   }();
   return *t;
@@ -81,6 +85,7 @@ std::string model_task(const ArchConfig& c) {
   if (!c.task.empty()) return c.task;
   if (c.family == "vit") return "image-classification";
   if (c.family == "gps") return "graph";
+  if (c.family == "bert") return "text-classification";
   return "lm-perplexity";  // the decoder LM families
 }
 

@@ -12,6 +12,10 @@
 //   graph                 tasks/graph_task.cpp  TU folders / MoleculeNet CSVs with the split the
 //                         model records: accuracy, ROC-AUC or MAE by the model's gps.task;
 //                         `data: {dataset: graph, path, split, cache}`
+//   text-classification   tasks/text_classification.cpp  labelled sentences (SST-2 stsa.binary.*,
+//                         TSV/CSV): accuracy and F1 on dev or test; `data: {dataset: sst2, path}`
+//   masked-lm             tasks/masked_lm.cpp  masked-language-model pre-training of a bert on
+//                         text files; `data: {dataset: mlm-text, files: [...]}`
 //
 // Life of a task: TaskTable::parse reads the recipe's data + calibration sections (every problem
 // collected, before weights load); Task::load reads the files for a model (and refuses a model

@@ -1,0 +1,64 @@
+#include "tasks/text_batches.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace pare {
+
+int64_t Encoded::tokens() const {
+  int64_t n = 0;
+  for (const auto& x : ids) n += static_cast<int64_t>(x.size());
+  return n;
+}
+
+double Encoded::mean_length() const {
+  return ids.empty() ? 0.0 : static_cast<double>(tokens()) / static_cast<double>(ids.size());
+}
+
+Encoded encode_sentences(const WordPiece& tok, const std::vector<LabelledSentence>& sents,
+                         int64_t max_positions, int64_t limit, const std::string& file) {
+  Encoded e;
+  e.pad = tok.pad_id();
+  const size_t n = limit < 0 ? sents.size() : std::min(sents.size(), static_cast<size_t>(limit));
+  PARE_CHECK(n > 0, file, ": no sentences to use");
+  for (size_t i = 0; i < n; ++i) {
+    bool cut = false;
+    e.ids.push_back(tok.encode_for_classification(sents[i].text, max_positions, &cut));
+    e.truncated += cut;
+    e.labels.push_back(sents[i].label);
+    e.lines.push_back(sents[i].line);
+  }
+  return e;
+}
+
+torch::Tensor pad_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<int64_t>& idx,
+                        int64_t pad) {
+  size_t T = 1;
+  for (int64_t i : idx) T = std::max(T, seqs[i].size());
+  torch::Tensor out = torch::full({static_cast<int64_t>(idx.size()), static_cast<int64_t>(T)}, pad, torch::kLong);
+  int64_t* p = out.data_ptr<int64_t>();
+  for (size_t r = 0; r < idx.size(); ++r) std::copy(seqs[idx[r]].begin(), seqs[idx[r]].end(), p + r * T);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> wordpiece_model_files(const WordPiece& tok) {
+  std::string vocab;
+  for (int64_t i = 0; i < tok.vocab_size(); ++i) vocab += tok.token(i) + "\n";
+  const nlohmann::json cfg = {{"tokenizer_class", "BertTokenizer"}, {"do_lower_case", tok.lowercase()}};
+  return {{"vocab.txt", vocab}, {"tokenizer_config.json", cfg.dump(2) + "\n"}};
+}
+
+torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
+
+std::string fmt_fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace pare
