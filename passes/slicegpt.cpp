@@ -221,6 +221,10 @@ void check_foldable(const ArchConfig& c) {
              "through BatchNorm (per-channel running statistics and affine weights), which does not ",
              "commute with a rotation, so SliceGPT's invariance (Ashkboos et al. 2024, section 3.1) ",
              "does not hold");
+  PARE_CHECK(c.family != "bert", "slicegpt: the bert family is refused: its blocks are post-LN ",
+             "(LayerNorm after each residual add), so no norm can be folded into the next linear and a ",
+             "rotation of the residual stream does not pass through the norms; SliceGPT's invariance ",
+             "(Ashkboos et al. 2024, section 3.1) needs pre-LN blocks");
   for (size_t l = 0; l < c.layers.size(); ++l)
     PARE_CHECK(c.layers[l].attention && c.layers[l].ffn, "slicegpt: layer ", l, " has no ",
                c.layers[l].attention ? "FFN" : "attention",

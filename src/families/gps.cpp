@@ -15,6 +15,7 @@
 #include <limits>
 #include <regex>
 
+#include "families/attention.h"
 #include "families/blocks.h"
 #include "base/error.h"
 #include "data/graph_data.h"
@@ -800,6 +801,26 @@ class GpsFamily : public Family {
     }
     const int64_t G = s.key_padding.size(0), n_max = s.key_padding.size(3),
                   inner = d.heads * d.head_dim;
+    const TokenPruneStep* step = m.config.prune_step(l);
+    // Inference without hooks: each graph's attending nodes are consecutive rows of hin (PyG
+    // layout, attn_nodes ascending), so attention runs per graph at its own node count on those
+    // rows (ranged_multi_head_attention: the fused kernel, nothing computed for padding; issue 20,
+    // ByteTransformer's variable-length attention). Steps that read the probabilities or keys in
+    // the padded layout (zero-tprune and its baselines), hooks and autograd take the padded path.
+    if (m.hooks.empty() && !at::GradMode::is_enabled() && hin.scalar_type() == at::kFloat &&
+        d.head_dim % 8 == 0 && (!step || step->method == "learned")) {
+      const torch::Tensor counts = (s.key_padding.view({G, n_max}) == 0).sum(1).to(at::kLong).cpu().contiguous();
+      if (counts.min().item<int64_t>() > 0) {
+        const torch::Tensor starts = (counts.cumsum(0) - counts).contiguous();
+        torch::Tensor ctx = ranged_multi_head_attention(lin(m, b + "attn_q", hin), lin(m, b + "attn_k", hin),
+                                                        lin(m, b + "attn_v", hin), starts, counts, d.heads);
+        torch::Tensor yo = lin(m, b + "attn_o", ctx);
+        if (s.attn_gate.defined()) yo = yo * s.attn_gate.unsqueeze(1).to(yo.dtype());
+        torch::Tensor y = scatter(yo);
+        if (step) prune_nodes_learned(m, l, *step, hin, s);
+        return y;
+      }
+    }
     auto dense = [&](const char* slot) {  // [N', inner] -> [G, heads, n_max, head_dim]
       torch::Tensor z = at::zeros({G * n_max, inner}, h.options())
                             .index_copy_(0, s.dense_index, lin(m, b + slot, hin));
@@ -819,7 +840,7 @@ class GpsFamily : public Family {
     if (s.attn_gate.defined()) yo = yo * s.attn_gate.unsqueeze(1).to(yo.dtype());
     torch::Tensor y = scatter(yo);
     if (!m.hooks.empty()) m.hooks.fire(HookPoint::kAttnBranch, l, y);
-    if (const TokenPruneStep* step = m.config.prune_step(l)) {
+    if (step) {
       if (step->method == "learned")
         prune_nodes_learned(m, l, *step, hin, s);
       else

@@ -232,6 +232,10 @@ TEST_F(BertCli, BadSentenceFilesVocabAndMissingVocabAreOneLine) {
   expect_rejected({"eval", "--model", "m", "--data", data()}, {"vocab.txt", "[CLS]"});
   fs::remove(dir_ / "m/vocab.txt");
   expect_rejected({"eval", "--model", "m", "--data", data()}, {"no vocab.txt beside the model"});
+  // SliceGPT needs pre-LN blocks: refused by name before anything runs.
+  std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n    slicing: 0.2\n";
+  expect_rejected({"compress", "--model", model().string(), "--recipe", "s.yaml", "--out", "o", "--data", data()},
+                  {"slicegpt: the bert family is refused", "post-LN"});
 }
 
 }  // namespace

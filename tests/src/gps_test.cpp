@@ -116,6 +116,23 @@ TEST(GpsForward, EachGraphAloneEqualsItsRowInTheBatch) {
   }
 }
 
+TEST(GpsForward, RaggedAttentionEqualsThePaddedLayout) {
+  // Without hooks, inference runs each graph's attention on its own node rows (the fused ranged
+  // kernel, when head_dim is a multiple of 8); a hook sends it through the padded layout.
+  int fused = 0;
+  for (const char* name : kFixtures) {
+    SCOPED_TRACE(name);
+    Io io = load_io(name);
+    Model m = load_model(fixture(std::string("gps/") + name));
+    fused += m.config.layers[0].head_dim % 8 == 0;
+    const torch::Tensor ragged = run(m, io.batch);
+    m.hooks.observers.push_back([](HookPoint, int64_t, torch::Tensor&) {});
+    const torch::Tensor padded = run(m, io.batch);
+    EXPECT_LT(max_abs_diff(ragged, padded), 2e-5 * (1 + padded.abs().max().item<double>()));
+  }
+  EXPECT_GT(fused, 0) << "no fixture exercises the fused ranged kernel";
+}
+
 TEST(GpsForward, HooksSeeNodesAttentionAndLogits) {
   Io io = load_io("gine");
   Model m = load_model(fixture("gps/gine"));
