@@ -189,9 +189,7 @@ class BertFamily : public Family {
     if (d.heads == 0) {
       y = m.at(b + "attn_o.bias").expand(s.x.sizes());
     } else {
-      torch::Tensor q = m.linear(b + "attn_q").forward(s.x);
-      torch::Tensor k = m.linear(b + "attn_k").forward(s.x);
-      torch::Tensor v = m.linear(b + "attn_v").forward(s.x);
+      const auto [q, k, v] = encoder_qkv_projection(m, b, s.x);
       torch::Tensor ctx = self_attention(s, q, k, v, d.heads);
       if (!m.hooks.empty()) m.hooks.fire(HookPoint::kHeadContext, l, ctx);
       y = m.linear(b + "attn_o").forward(ctx);
@@ -209,7 +207,7 @@ class BertFamily : public Family {
     const int64_t B = q.size(0), T = q.size(1);
     const bool grad = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
     if (!grad && q.scalar_type() == at::kFloat && (C / heads) % 8 == 0)
-      return ranged_multi_head_attention(q.view({B * T, C}), k.view({B * T, C}), v.view({B * T, C}),
+      return ranged_multi_head_attention(q.reshape({B * T, C}), k.reshape({B * T, C}), v.reshape({B * T, C}),
                                          s.seq_starts, s.seq_lengths, heads)
           .view({B, T, C});
     const int64_t hd = C / heads;

@@ -59,6 +59,27 @@ std::vector<DimGroup> residual_groups(const ArchConfig& c,
   return groups;
 }
 
+std::array<torch::Tensor, 3> encoder_qkv_projection(const Model& m, const std::string& b,
+                                                  const torch::Tensor& h) {
+  const LinearForm& lq = m.linear(b + "attn_q");
+  const LinearForm& lk = m.linear(b + "attn_k");
+  const LinearForm& lv = m.linear(b + "attn_v");
+  const auto* dq = dynamic_cast<const DenseLinear*>(&lq);
+  const auto* dk = dynamic_cast<const DenseLinear*>(&lk);
+  const auto* dv = dynamic_cast<const DenseLinear*>(&lv);
+  constexpr int64_t kFuseRows = 512;
+  const bool fuse = dq && dk && dv && !at::GradMode::is_enabled() && h.scalar_type() == at::kFloat &&
+                    h.numel() >= kFuseRows * h.size(-1) &&
+                    dq->weight.scalar_type() == at::kFloat && dk->weight.scalar_type() == at::kFloat &&
+                    dv->weight.scalar_type() == at::kFloat && dq->bias.defined() &&
+                    dk->bias.defined() && dv->bias.defined();
+  if (!fuse) return {lq.forward(h), lk.forward(h), lv.forward(h)};
+  const torch::Tensor qkv = at::linear(h, at::cat({dq->weight, dk->weight, dv->weight}),
+                                       at::cat({dq->bias, dk->bias, dv->bias}));
+  const int64_t cq = dq->weight.size(0), ck = dk->weight.size(0), cv = dv->weight.size(0);
+  return {qkv.narrow(-1, 0, cq), qkv.narrow(-1, cq, ck), qkv.narrow(-1, cq + ck, cv)};
+}
+
 void append_encoder_block_slots(const ArchConfig& c, std::vector<std::string>& slots) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";

@@ -206,7 +206,7 @@ class VitFamily : public Family {
     }
     torch::Tensor h = apply_norm(m, b + "attn_norm", s.x);
     const int64_t T = h.size(1);
-    const auto [q, keys, v] = qkv_projection(m, b, h);  // each [B, T, heads·head_dim]
+    const auto [q, keys, v] = encoder_qkv_projection(m, b, h);  // each [B, T, heads·head_dim]
     const TokenPruneStep* step = m.config.prune_step(l);
     const bool prune = step && step->keep < T;
     // ctx [B, T, heads·head_dim]; attn: what the pruning step reads of the probabilities (the
@@ -284,33 +284,6 @@ class VitFamily : public Family {
         x.scalar_type() != y.scalar_type() || !y.is_contiguous())
       return add_residual(m, shortcut, x, y);
     return y.add_(x);
-  }
-
-  // Q, K and V of a block: one GEMM on the concatenated weights when all three are dense float32,
-  // no gradient is wanted and h has at least kFuseRows rows (h packed once instead of three times,
-  // and a 3× wider product: a 12,800 × 128 input at 2 threads, 11.0 → 7.9 ms; at batch 1, 50 rows,
-  // concatenating the weights costs more than it saves), returned as views of that [B, T, 3C]
-  // product, which the fused attention reads in place; otherwise three products. Same values
-  // up to float32 rounding in the GEMM's blocking.
-  static std::array<torch::Tensor, 3> qkv_projection(const Model& m, const std::string& b,
-                                                    const torch::Tensor& h) {
-    const LinearForm& lq = m.linear(b + "attn_q");
-    const LinearForm& lk = m.linear(b + "attn_k");
-    const LinearForm& lv = m.linear(b + "attn_v");
-    const auto* dq = dynamic_cast<const DenseLinear*>(&lq);
-    const auto* dk = dynamic_cast<const DenseLinear*>(&lk);
-    const auto* dv = dynamic_cast<const DenseLinear*>(&lv);
-    constexpr int64_t kFuseRows = 512;
-    const bool fuse = dq && dk && dv && !at::GradMode::is_enabled() && h.scalar_type() == at::kFloat &&
-                      h.numel() >= kFuseRows * h.size(-1) &&
-                      dq->weight.scalar_type() == at::kFloat && dk->weight.scalar_type() == at::kFloat &&
-                      dv->weight.scalar_type() == at::kFloat && dq->bias.defined() &&
-                      dk->bias.defined() && dv->bias.defined();
-    if (!fuse) return {lq.forward(h), lk.forward(h), lv.forward(h)};
-    const torch::Tensor qkv = at::linear(h, at::cat({dq->weight, dk->weight, dv->weight}),
-                                         at::cat({dq->bias, dk->bias, dv->bias}));
-    const int64_t cq = dq->weight.size(0), ck = dk->weight.size(0), cv = dv->weight.size(0);
-    return {qkv.narrow(-1, 0, cq), qkv.narrow(-1, cq, ck), qkv.narrow(-1, cq + ck, cv)};
   }
 
   void mlp(const Model& m, int64_t l, ForwardState& s) const override {
