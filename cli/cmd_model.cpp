@@ -99,6 +99,16 @@ Runner add_inspect(CLI::App& app, Common&) {
       std::cout << "params " << m.num_params() << ", FLOPs/token " << flops / c.seq_len()
                 << " (2 x MACs of a " << c.seq_len() << "-token sequence / " << c.seq_len()
                 << "), checkpoint bytes " << checkpoint_bytes(m) << "\n\n";
+    } else if (c.is_text_encoder()) {
+      int64_t encoder = 0;
+      for (const auto& r : rows)
+        if (r.name.rfind("blk.", 0) == 0) encoder += r.params;
+      std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers << " layers, hidden size "
+                << c.hidden_size << ", vocab " << c.vocab_size << ", max positions " << c.max_position_embeddings
+                << ", " << c.num_labels << " labels, post-LN" << (c.mlm_head ? ", masked-LM head" : "") << "\n";
+      std::cout << "params " << m.num_params() << " (encoder layers " << encoder << "), FLOPs/sentence " << flops
+                << " (2 x MACs of one " << c.seq_len() << "-token sentence: the training sentences' mean length"
+                << " with [CLS]/[SEP], no padding), checkpoint bytes " << checkpoint_bytes(m) << "\n\n";
     } else {
       std::cout << *model << ": " << c.family << ", " << c.num_hidden_layers
                 << " layers, hidden size " << c.hidden_size << ", " << c.seq_len() << " tokens ("
