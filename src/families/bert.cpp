@@ -157,9 +157,11 @@ class BertFamily : public Family {
     const torch::Tensor real = ids.ne(c.pad_token_id);  // [B, T]
     ForwardState s;
     s.seq_lengths = real.sum(1).to(at::kLong).contiguous();
-    for (int64_t b = 0; b < B; ++b)
-      PARE_CHECK(real[b][0].item<bool>(), "bert: row ", b, " starts with the padding id ", c.pad_token_id,
-                 " (each row is [CLS] … [SEP] then padding)");
+    if (B > 0 && !real.select(1, 0).all().item<bool>()) {
+      const int64_t b = real.select(1, 0).logical_not().nonzero()[0][0].item<int64_t>();
+      throw InputError(concat("bert: row ", b, " starts with the padding id ", c.pad_token_id,
+                              " (each row is [CLS] … [SEP] then padding)"));
+    }
     const auto dt = m.at("tok_embd").scalar_type();
     const torch::Tensor type0 = m.at("type_embd")[0];
     s.packed = packed;
