@@ -46,7 +46,7 @@ Runner add_eval(CLI::App& app, Common&) {
   sub->add_option("--latency-batches", a->latency, "Batch sizes to time (positive; one or more)")
       ->capture_default_str();
   sub->add_option("--json", a->json, "Also write the figures as JSON to this file");
-  CLI::Option* split_opt = sub->add_option("--split", a->split, "Graph tasks: the split measured, train, valid or test (default test)");
+  CLI::Option* split_opt = sub->add_option("--split", a->split, "The split measured: graph tasks train, valid or test (default test); text-classification dev or test (default dev)");
   CLI::Option* cache_opt = sub->add_option(
       "--cache", a->cache,
       "Graph tasks: cache folder for converted molecules (default $XDG_CACHE_HOME/pare or ~/.cache/pare; none: off)");

@@ -20,9 +20,10 @@ std::string trim(const std::string& s) {
   return s.substr(a, b - a);
 }
 
+// Lines without their \n or \r\n; a UTF-8 byte-order mark at the start is skipped.
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
-  size_t start = 0;
+  size_t start = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
   while (start <= text.size()) {
     size_t nl = text.find('\n', start);
     if (nl == std::string::npos) nl = text.size();
@@ -94,8 +95,8 @@ std::vector<LabelledSentence> read_labelled_sentences(const std::string& path) {
       if (trim(lines[i]).empty()) continue;
       const std::string where = concat(path, ":", i + 1);
       const auto f = split_fields(lines[i], sep, csv, where);
-      PARE_CHECK(static_cast<int64_t>(f.size()) > std::max(cs, cl), where, ": expected ", header.size(),
-                 " fields, got ", f.size());
+      PARE_CHECK(f.size() == header.size(), where, ": expected ", header.size(), " fields (as the header), got ",
+                 f.size());
       LabelledSentence s{trim(f[cs]), parse_label(f[cl], where), static_cast<int64_t>(i + 1)};
       PARE_CHECK(!s.text.empty(), where, ": no sentence");
       out.push_back(std::move(s));

@@ -8,7 +8,8 @@
 //          no line breaks inside quotes);
 //   other  one "LABEL SENTENCE" per line (the Harvard stsa.binary.* files of SST-2: label 0 =
 //          negative, 1 = positive, then a space and the tokenised sentence).
-// Labels are non-negative integers. Empty lines are skipped. Anything else (a bad or missing
+// Labels are non-negative integers. Empty lines and a UTF-8 byte-order mark are skipped; a TSV/CSV
+// row must have as many fields as the header. Anything else (a bad or missing
 // label, no sentence, a missing column) is an InputError "FILE:LINE: ..." naming what was
 // expected. A missing file is an InputError naming it.
 #pragma once

@@ -163,7 +163,8 @@ StagedDir::StagedDir(std::string final_path) : final_(std::move(final_path)) {
     // Replace only what pare itself writes: an existing folder holding anything else is refused,
     // so a mistyped --out never deletes a user's files (or the input model inside it).
     static const char* kOurs[] = {"config.json", "model.safetensors", "report.json", "report.md",
-                                  "train.json", "tokenizer.json"};
+                                  "train.json", "tokenizer.json",
+                                  "vocab.txt", "tokenizer_config.json"};
     for (const auto& e : fs::directory_iterator(final_)) {
       const std::string n = e.path().filename().string();
       bool ours = e.is_regular_file() &&

@@ -666,6 +666,8 @@ ArchConfig config_from_json(const nlohmann::json& j, const std::string& src) {
     const std::string ps = src + ": pare";
     PARE_CHECK(p.is_object(), ps, ": expected an object");
     get(p, "family", c.family, ps, "a string");
+    PARE_CHECK(!j.contains("model_type") || c.family == model_type, src, ": model_type '", model_type,
+               "' disagrees with pare.family '", c.family, "'");
     get(p, "task", c.task, ps, "a string");
     get(p, "norm", c.norm, ps, "a string");
     get(p, "shortcuts", c.shortcuts, ps, "a boolean");

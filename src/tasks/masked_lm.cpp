@@ -67,7 +67,7 @@ class MaskedLm : public Task {
                ": masked-lm needs a bert model with its MLM head (pare.mlm_head)");
     const std::string vocab = !s_.vocab.empty() ? s_.vocab : model_path + "/vocab.txt";
     PARE_CHECK(file_exists(vocab), model_path, ": no vocab.txt beside the model; give data.vocab");
-    tok_ = std::make_shared<WordPiece>(WordPiece::load(vocab, s_.lowercase));
+    tok_ = std::make_shared<WordPiece>(WordPiece::load(vocab, tokenizer_lowercase(model_path, s_.lowercase)));
     make_windows(m.config);
     log(concat(valid_.size(), " held-out windows of ", s_.seq_len, " tokens"));
   }

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/fileio.h"
 
 namespace pare {
 
@@ -51,6 +53,22 @@ std::vector<std::pair<std::string, std::string>> wordpiece_model_files(const Wor
   for (int64_t i = 0; i < tok.vocab_size(); ++i) vocab += tok.token(i) + "\n";
   const nlohmann::json cfg = {{"tokenizer_class", "BertTokenizer"}, {"do_lower_case", tok.lowercase()}};
   return {{"vocab.txt", vocab}, {"tokenizer_config.json", cfg.dump(2) + "\n"}};
+}
+
+bool tokenizer_lowercase(const std::string& model_dir, bool fallback) {
+  const std::string path = model_dir + "/tokenizer_config.json";
+  if (!std::filesystem::is_directory(model_dir) || !file_exists(path)) return fallback;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(concat(path, ": not JSON (", e.what(), ")"));
+  }
+  PARE_CHECK(j.is_object(), path, ": expected a JSON object");
+  if (!j.contains("do_lower_case")) return fallback;
+  PARE_CHECK(j["do_lower_case"].is_boolean(), path, ": do_lower_case: expected true or false, got ",
+             j["do_lower_case"].dump());
+  return j["do_lower_case"].get<bool>();
 }
 
 torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }

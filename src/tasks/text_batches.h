@@ -36,6 +36,11 @@ torch::Tensor pad_batch(const std::vector<std::vector<int64_t>>& seqs, const std
 // tokenizer_config.json (BertTokenizer, do_lower_case).
 std::vector<std::pair<std::string, std::string>> wordpiece_model_files(const WordPiece& tok);
 
+// do_lower_case of the Hugging Face tokenizer_config.json in folder `model_dir`; `fallback` when
+// there is no such file (or `model_dir` is not a folder). InputError naming the file when it is
+// not JSON or do_lower_case is not a boolean.
+bool tokenizer_lowercase(const std::string& model_dir, bool fallback);
+
 // A CPU generator seeded with `seed` (data splits and draws that must not depend on the run's).
 torch::Generator make_generator(uint64_t seed);
 

@@ -72,7 +72,9 @@ class TextClassification : public Task {
             const std::function<void(const std::string&)>& log) override {
     PARE_CHECK(m.config.is_text_encoder(), s_.path, ": text-classification needs a bert model, got family ",
                m.config.family);
-    tok_ = std::make_shared<WordPiece>(WordPiece::load(vocab_for_model(model_path), s_.lowercase));
+    // The model folder's tokenizer_config.json decides do_lower_case (data.lowercase without one).
+    tok_ = std::make_shared<WordPiece>(
+        WordPiece::load(vocab_for_model(model_path), tokenizer_lowercase(model_path, s_.lowercase)));
     check_vocab(*tok_, m.config);
     const std::string file = s_.split == "test" ? s_.test : s_.dev;
     eval_ = encode(read_labelled_sentences(file), m.config, file, eval.limit);
@@ -87,7 +89,7 @@ class TextClassification : public Task {
                   "- training data: ", s_.train, " minus a validation part of ", s_.valid_fraction,
                   " (seed ", s_.valid_seed, ") on which choices are made; dev and test are only reported\n",
                   "- tokenizer: WordPiece, ", tok_ ? tok_->vocab_size() : 0, " tokens, ",
-                  s_.lowercase ? "uncased" : "cased", "\n");
+                  tok_ && !tok_->lowercase() ? "cased" : "uncased", "\n");
   }
   nlohmann::json describe() const override {
     return {{"name", name()},
@@ -99,7 +101,7 @@ class TextClassification : public Task {
               {"train", {{"file", s_.train}, {"used_for", "training (minus validation) and calibration"}}},
               {"validation", {{"carved_from", s_.train}, {"fraction", s_.valid_fraction}, {"seed", s_.valid_seed}}}}},
             {"tokenizer", {{"kind", "wordpiece"}, {"vocab_size", tok_ ? tok_->vocab_size() : 0},
-                           {"lowercase", s_.lowercase}}},
+                           {"lowercase", tok_ ? tok_->lowercase() : s_.lowercase}}},
             {"calibration", {{"samples", s_.calib_samples}, {"seed", s_.calib_seed}}}};
   }
 
@@ -257,8 +259,9 @@ class TextClassification : public Task {
                  int64_t limit) const {
     return encode_sentences(*tok_, sents, c.max_position_embeddings, limit, file);
   }
-  static void check_vocab(const WordPiece& t, const ArchConfig& c) {
-    PARE_CHECK(t.vocab_size() == c.vocab_size && t.pad_id() == c.pad_token_id, "vocab.txt: ", t.vocab_size(),
+  void check_vocab(const WordPiece& t, const ArchConfig& c) const {
+    PARE_CHECK(t.vocab_size() == c.vocab_size && t.pad_id() == c.pad_token_id,
+               s_.vocab.empty() ? std::string("the model's vocab.txt") : s_.vocab, ": ", t.vocab_size(),
                " tokens with [PAD] = ", t.pad_id(), ", but the model has vocab_size ", c.vocab_size,
                " and pad_token_id ", c.pad_token_id);
   }

@@ -206,6 +206,9 @@ TEST_F(BertCli, PruneHeadsCompressesAndTheSavedModelEvaluates) {
   EXPECT_EQ(heads, 2);  // half of 2 × 2
   EXPECT_TRUE(fs::exists(dir_ / "o/vocab.txt"));
   const json rep = json::parse(read_all(dir_ / "o/report.json"));
+  // The same run again replaces the folder (vocab.txt and tokenizer_config.json are pare's files).
+  r = pare({"compress", "--model", model().string(), "--recipe", "r.yaml", "--out", "o", "--data", data()});
+  ASSERT_EQ(r.code, 0) << show(r);
   r = pare({"eval", "--model", "o", "--data", data(), "--json", "e.json"});
   ASSERT_EQ(r.code, 0) << show(r);
   const json j = json::parse(read_all(dir_ / "e.json"));
@@ -232,6 +235,13 @@ TEST_F(BertCli, BadSentenceFilesVocabAndMissingVocabAreOneLine) {
   expect_rejected({"eval", "--model", "m", "--data", data()}, {"vocab.txt", "[CLS]"});
   fs::remove(dir_ / "m/vocab.txt");
   expect_rejected({"eval", "--model", "m", "--data", data()}, {"no vocab.txt beside the model"});
+  // tokenizer_config.json decides do_lower_case: bad JSON or a non-boolean is refused.
+  fs::copy_file(model() / "vocab.txt", dir_ / "m/vocab.txt");
+  std::ofstream(dir_ / "m/tokenizer_config.json") << "{do_lower";
+  expect_rejected({"eval", "--model", "m", "--data", data()}, {"m/tokenizer_config.json: not JSON"});
+  std::ofstream(dir_ / "m/tokenizer_config.json", std::ios::trunc) << "{\"do_lower_case\": \"yes\"}";
+  expect_rejected({"eval", "--model", "m", "--data", data()},
+                  {"m/tokenizer_config.json: do_lower_case: expected true or false, got \"yes\""});
   // SliceGPT needs pre-LN blocks: refused by name before anything runs.
   std::ofstream(dir_ / "s.yaml") << "pipeline:\n  - pass: slicegpt\n    slicing: 0.2\n";
   expect_rejected({"compress", "--model", model().string(), "--recipe", "s.yaml", "--out", "o", "--data", data()},

@@ -213,6 +213,11 @@ TEST(BertConfig, RefusesWhatItDoesNotImplement) {
   j["pad_token_id"] = 40;
   EXPECT_INPUT_ERROR(config_from_json(j, "c.json"), ::testing::HasSubstr("c.json: pad_token_id: expected 0..39"));
   j["pad_token_id"] = 0;
+  nlohmann::json k = j;
+  k["model_type"] = "roberta";
+  k["pare"] = {{"family", "bert"}};
+  EXPECT_INPUT_ERROR(config_from_json(k, "c.json"),
+                     ::testing::HasSubstr("c.json: model_type 'roberta' disagrees with pare.family 'bert'"));
   j["hidden_act"] = "relu";
   EXPECT_INPUT_ERROR(config_from_json(j, "c.json"), ::testing::HasSubstr("hidden_act 'relu'"));
 }

@@ -12,7 +12,7 @@ using pare_test::write_bytes;
 
 TEST(TextData, ReadsStsaLines) {
   TempDir d;
-  write_bytes(d.file("stsa.binary.train"), "1 a gripping , funny film .\r\n\n0 dull\n");
+  write_bytes(d.file("stsa.binary.train"), "\xEF\xBB\xBF" "1 a gripping , funny film .\r\n\n0 dull\n");  // BOM skipped
   const auto s = read_labelled_sentences(d.file("stsa.binary.train"));
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s[0].text, "a gripping , funny film .");
@@ -54,6 +54,9 @@ TEST(TextData, BadLinesAreNamedByFileAndLine) {
   EXPECT_INPUT_ERROR(read_labelled_sentences(d.file("e.tsv")), ::testing::HasSubstr("e.tsv:2: no sentence"));
   write_bytes(d.file("f.csv"), "sentence,label\n\"open,1\n");
   EXPECT_INPUT_ERROR(read_labelled_sentences(d.file("f.csv")), ::testing::HasSubstr("f.csv:2: unterminated quoted"));
+  write_bytes(d.file("h.tsv"), "sentence\tlabel\nok\t1\nextra field\t1\tmore\n");
+  EXPECT_INPUT_ERROR(read_labelled_sentences(d.file("h.tsv")),
+                     ::testing::HasSubstr("h.tsv:3: expected 2 fields (as the header), got 3"));
   write_bytes(d.file("g.txt"), "\n\n");
   EXPECT_INPUT_ERROR(read_labelled_sentences(d.file("g.txt")), ::testing::HasSubstr("g.txt: no labelled sentences"));
   EXPECT_INPUT_ERROR(read_labelled_sentences(d.file("missing.txt")), ::testing::HasSubstr("missing.txt"));
