@@ -265,23 +265,8 @@ TaskInfo masked_lm_task_info() {
     d.string("dataset", "");
     d.string("task", "");
     MaskedLm::Spec s;
-    if (data.contains("files")) {
-      if (data["files"].is_string()) s.files.push_back(data["files"].get<std::string>());
-      else if (!data["files"].is_array()) d.problem("files", "expected a list of text files");
-      else
-        for (const auto& f : data["files"])
-          if (f.is_string()) s.files.push_back(f.get<std::string>());
-          else d.problem("files", "expected a list of text files");
-      d.allow("files");
-    }
-    if (data.contains("labelled_files")) {
-      if (!data["labelled_files"].is_array()) d.problem("labelled_files", "expected a list of sentence files");
-      else
-        for (const auto& f : data["labelled_files"])
-          if (f.is_string()) s.labelled_files.push_back(f.get<std::string>());
-          else d.problem("labelled_files", "expected a list of sentence files");
-      d.allow("labelled_files");
-    }
+    s.files = read_string_list(data, "files", d, "text files");
+    s.labelled_files = read_string_list(data, "labelled_files", d, "sentence files");
     s.vocab = d.string("vocab", "");
     s.lowercase = d.boolean("lowercase", true);
     s.seq_len = d.integer("seq_len", 64, 4, 4096);

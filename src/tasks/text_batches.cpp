@@ -71,6 +71,23 @@ bool tokenizer_lowercase(const std::string& model_dir, bool fallback) {
   return j["do_lower_case"].get<bool>();
 }
 
+std::vector<std::string> read_string_list(const nlohmann::json& data, const std::string& key, FieldReader& d,
+                                          const std::string& what) {
+  std::vector<std::string> out;
+  if (!data.contains(key)) return out;
+  d.allow(key);
+  const nlohmann::json& v = data[key];
+  if (v.is_string()) return {v.get<std::string>()};
+  bool ok = v.is_array();
+  if (ok)
+    for (const auto& e : v) {
+      ok = ok && e.is_string();
+      if (e.is_string()) out.push_back(e.get<std::string>());
+    }
+  if (!ok) d.problem(key, "expected a list of " + what);
+  return out;
+}
+
 torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
 std::string fmt_fixed(double v, int digits) {

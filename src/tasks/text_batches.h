@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/recipe.h"
 #include "data/text_data.h"
 #include "data/wordpiece.h"
 
@@ -40,6 +41,11 @@ std::vector<std::pair<std::string, std::string>> wordpiece_model_files(const Wor
 // there is no such file (or `model_dir` is not a folder). InputError naming the file when it is
 // not JSON or do_lower_case is not a boolean.
 bool tokenizer_lowercase(const std::string& model_dir, bool fallback);
+
+// The recipe list data[key] of strings (a single string reads as a one-element list); a problem
+// "expected a list of WHAT" is recorded through `d` otherwise. Marks the key as read.
+std::vector<std::string> read_string_list(const nlohmann::json& data, const std::string& key, FieldReader& d,
+                                          const std::string& what);
 
 // A CPU generator seeded with `seed` (data splits and draws that must not depend on the run's).
 torch::Generator make_generator(uint64_t seed);

@@ -285,10 +285,11 @@ class TextClassification : public Task {
       for (int64_t j = i; j < std::min(n, i + batch); ++j) idx.push_back(j);
       torch::Tensor ids = pad_batch(e.ids, idx, e.pad);
       const auto t0 = std::chrono::steady_clock::now();
-      torch::Tensor pred = m.forward(ids).argmax(1);
+      const torch::Tensor pred = m.forward(ids).argmax(1).to(torch::kLong).cpu().contiguous();
       s.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const int64_t* pp = pred.data_ptr<int64_t>();
       for (size_t k = 0; k < idx.size(); ++k) {
-        const int64_t p = pred[k].item<int64_t>(), y = e.labels[idx[k]];
+        const int64_t p = pp[k], y = e.labels[idx[k]];
         correct += p == y;
         tp += p == 1 && y == 1;
         fp += p == 1 && y != 1;
@@ -344,16 +345,7 @@ TaskInfo text_classification_task_info() {
     s.lowercase = d.boolean("lowercase", true);
     s.valid_fraction = d.number("valid_fraction", 0.1, 0.0, 0.5);
     s.valid_seed = static_cast<uint64_t>(d.integer("valid_seed", 0, 0));
-    if (data.contains("labels")) {
-      if (!data["labels"].is_array()) {
-        d.problem("labels", "expected a list of label names");
-      } else {
-        for (const auto& l : data["labels"])
-          if (l.is_string()) s.labels.push_back(l.get<std::string>());
-          else d.problem("labels", "expected a list of label names");
-      }
-      d.allow("labels");
-    }
+    s.labels = read_string_list(data, "labels", d, "label names");
     d.reject_unknown();
     FieldReader c(calib, "/calibration", problems);
     s.calib_samples = c.integer("samples", 256, 1);
