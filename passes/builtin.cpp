@@ -1,8 +1,10 @@
 #include "builtin.h"
 
+#include "fine_tune.h"
 #include "gtsp.h"
 #include "prune_heads.h"
 #include "quantize_pass.h"
+#include "shrp.h"
 #include "slicegpt.h"
 #include "zero_tprune.h"
 
@@ -18,6 +20,8 @@ void register_builtin_passes() {
   register_zero_tprune(t);
   register_prune_heads(t);
   register_gtsp(t);
+  register_fine_tune(t);
+  register_shrp(t);
 }
 
 }  // namespace pare

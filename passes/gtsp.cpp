@@ -57,6 +57,7 @@
 
 #include "base/error.h"
 #include "families/family.h"
+#include "fine_tune.h"
 #include "families/token_pruning.h"
 #include "tasks/evaluate.h"
 #include "groups.h"
@@ -236,15 +237,8 @@ class GtspPass : public Pass {
     // Fine-tuning data and plan.
     std::unique_ptr<Task> task = ctx.fine_tuning_task();
     task->prepare_fine_tuning(m, log);
-    TrainOptions to;
-    to.epochs = static_cast<int>(o_.epochs);
-    to.batch_size = o_.batch_size;
-    to.lr = o_.lr;
-    to.warmup_steps = o_.warmup_steps;
-    to.seed = o_.seed;
-    to.limit_train = o_.limit_train;
-    to.eval_batch_size = ctx.batch_size;
-    to.log_every = 50;
+    const TrainOptions to =
+        to_train_options({o_.epochs, o_.batch_size, o_.lr, o_.warmup_steps, o_.limit_train, o_.seed}, ctx.batch_size);
     // Steps per epoch: what the task's plan will say (a dry plan on a scratch generator).
     auto scratch = at::make_generator<at::CPUGeneratorImpl>(o_.seed);
     const TrainPlan plan = task->begin_training(m, to, scratch);

@@ -329,6 +329,7 @@ PipelineResult run_pipeline(Model& m, const CompressRecipe& r,
     std::unique_ptr<Task> t = info->parse(r.raw.value("data", nlohmann::json::object()),
                                           r.raw.value("calibration", nlohmann::json::object()), false, problems);
     if (!problems.empty()) throw RecipeError(r.path, problems);
+    t->adopt(task);
     return t;
   };
   for (size_t i = 0; i < r.stages.size(); ++i) {

@@ -187,6 +187,10 @@ class Task {
   // data of the split `m` records (graph: config.gps.split and split_seed, so the evaluation
   // split never enters training) instead of prepare_training; begin_training etc. follow as in
   // pare train. InputError naming the data when the task or the model has no training split.
+  // A fine-tuning task is a fresh parse of the recipe's data (PassContext::fine_tuning_task);
+  // adopt() hands it what the compress run's loaded task read from the model folder (text tasks:
+  // the model's WordPiece vocabulary), before prepare_fine_tuning. Default: nothing to take.
+  virtual void adopt(const Task& loaded) { (void)loaded; }
   virtual void prepare_fine_tuning(const Model& m, const std::function<void(const std::string&)>& log) {
     (void)m;
     (void)log;

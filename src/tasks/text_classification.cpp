@@ -176,9 +176,12 @@ class TextClassification : public Task {
         1, std::llround(static_cast<double>(tokens) / static_cast<double>(train.size())));
     if (!model["pare"].contains("family")) model["pare"]["family"] = "bert";
   }
+  void adopt(const Task& loaded) override {
+    if (const auto* t = dynamic_cast<const TextClassification*>(&loaded)) tok_ = t->tok_;
+  }
   void prepare_fine_tuning(const Model& m, const std::function<void(const std::string&)>&) override {
     PARE_CHECK(tok_, "text-classification: prepare_fine_tuning before load");
-    (void)m;
+    check_vocab(*tok_, m.config);
   }
   std::vector<std::pair<std::string, std::string>> model_files() const override {
     if (!tok_) return {};

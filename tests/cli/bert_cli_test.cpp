@@ -216,6 +216,55 @@ TEST_F(BertCli, PruneHeadsCompressesAndTheSavedModelEvaluates) {
                    rep["stages"].back()["metrics"]["accuracy"].get<double>());
 }
 
+// SHRP on the tiny bert (2 layers x 2 heads): keeping one head removes a whole layer; the written
+// model evaluates to the report's figure in a fresh process. Then prune-heads + fine-tune.
+TEST_F(BertCli, ShrpRemovesALayerAndTheSavedModelReloads) {
+  std::ofstream(dir_ / "r.yaml") << "pipeline:\n  - pass: shrp\n    keep_heads: 1\n    route_epochs: 2\n"
+                                    "    epochs: 1\n    batch_size: 16\n    lr: 0.001\n";
+  PareRun r = pare({"compress", "--model", model().string(), "--recipe", "r.yaml", "--out", "o", "--data", data()});
+  ASSERT_EQ(r.code, 0) << show(r);
+  EXPECT_NE(r.err.find("stage 2 (Top-1 routing)"), std::string::npos) << r.err;
+  const json cfg = json::parse(read_all(dir_ / "o/config.json"));
+  EXPECT_EQ(cfg["num_hidden_layers"], 1);
+  ASSERT_EQ(cfg["pare"]["layers"].size(), 1u);
+  EXPECT_EQ(cfg["pare"]["layers"][0]["heads"], 1);
+  const json rep = json::parse(read_all(dir_ / "o/report.json"));
+  const json notes = rep["stages"].back()["notes"];
+  EXPECT_EQ(notes["removed"]["layers"].size(), 1u) << notes.dump(2);
+  EXPECT_EQ(notes["final"]["heads"], 1);
+  EXPECT_EQ(notes["final"]["layers"], 1);
+  EXPECT_LT(notes["final"]["encoder_params"].get<int64_t>(), notes["dense"]["encoder_params"].get<int64_t>() / 2);
+  // Stage-2 usage of every routed layer: shares of the samples, summing to one.
+  for (const auto& u : notes["usage"]) {
+    double sum = 0;
+    for (const auto& v : u["usage"]) sum += v.get<double>();
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+  }
+  EXPECT_GT(notes["fixed_phase"]["steps"].get<int64_t>(), 0);
+  r = pare({"eval", "--model", "o", "--data", data(), "--json", "e.json"});
+  ASSERT_EQ(r.code, 0) << show(r);
+  EXPECT_DOUBLE_EQ(json::parse(read_all(dir_ / "e.json"))["metrics"]["accuracy"].get<double>(),
+                   rep["stages"].back()["metrics"]["accuracy"].get<double>());
+
+  std::ofstream(dir_ / "f.yaml") << "pipeline:\n  - pass: prune-heads\n    sparsity: 0.5\n"
+                                    "  - pass: fine-tune\n    epochs: 1\n    batch_size: 16\n";
+  r = pare({"compress", "--model", model().string(), "--recipe", "f.yaml", "--out", "f", "--data", data()});
+  ASSERT_EQ(r.code, 0) << show(r);
+  const json frep = json::parse(read_all(dir_ / "f/report.json"));
+  EXPECT_EQ(frep["stages"].back()["notes"]["fine_tuning"]["steps"], 27);  // 432 sentences / 16
+}
+
+TEST_F(BertCli, ShrpBadOptionsAreOneLine) {
+  for (const char* t : {"1.5", "-0.1"}) {
+    std::ofstream(dir_ / "t.yaml", std::ios::trunc) << "pipeline:\n  - pass: shrp\n    threshold: " << t << "\n";
+    expect_rejected({"compress", "--model", model().string(), "--recipe", "t.yaml", "--out", "o", "--data", data()},
+                    {"t.yaml", "/pipeline/0/threshold: expected a number in [0, 1], got " + std::string(t)});
+  }
+  std::ofstream(dir_ / "t.yaml", std::ios::trunc) << "pipeline:\n  - pass: shrp\n    keep_heads: 5\n";
+  expect_rejected({"compress", "--model", model().string(), "--recipe", "t.yaml", "--out", "o", "--data", data()},
+                  {"t.yaml", "shrp: keep_heads 5: the model has 4 heads"});
+}
+
 TEST_F(BertCli, BadSentenceFilesVocabAndMissingVocabAreOneLine) {
   std::ofstream(dir_ / "bad.txt") << "1 fine movie\nyes great\n";
   expect_rejected({"eval", "--model", model().string(), "--data", dir_.string(), "--json", "x.json"},
