@@ -15,6 +15,7 @@ struct HeadRouting::State {
   std::vector<int64_t> heads, head_dim, width;
   std::vector<torch::Tensor> W, b, A;       // undefined where the layer has no router / expander
   std::vector<torch::Tensor> counts;        // [H_l] float64 argmax counts
+  std::vector<torch::Tensor> gate_sum;      // [H_l] float64 sum of the gates' forward values
   std::vector<int64_t> n;                   // samples counted
   std::vector<torch::Tensor> probs;         // this forward's p [B, H_l] (training modes)
   std::vector<torch::Tensor> balance_terms;  // H_l·Σ f·P of each routed layer since the last take
@@ -40,6 +41,7 @@ HeadRouting::HeadRouting(const Model& m, bool expander) : s_(std::make_shared<St
   s.b.resize(s.L);
   s.A.resize(s.L);
   s.counts.resize(s.L);
+  s.gate_sum.resize(s.L);
   s.n.assign(s.L, 0);
   s.probs.resize(s.L);
   s.kept.resize(s.L);
@@ -57,6 +59,7 @@ HeadRouting::HeadRouting(const Model& m, bool expander) : s_(std::make_shared<St
     s.b[l] = torch::zeros({d.heads}).requires_grad_(true);
     if (expander) s.A[l] = torch::zeros({d.head_dim, d.head_dim}).requires_grad_(true);
     s.counts[l] = torch::zeros({d.heads}, torch::kFloat64);
+    s.gate_sum[l] = torch::zeros({d.heads}, torch::kFloat64);
     std::vector<int64_t> all(d.heads);
     std::iota(all.begin(), all.end(), 0);
     s.kept[l] = all;
@@ -90,6 +93,7 @@ bool HeadRouting::routed(int64_t layer) const {
 void HeadRouting::reset_usage() {
   for (int64_t l = 0; l < s_->L; ++l) {
     if (s_->counts[l].defined()) s_->counts[l].zero_();
+    if (s_->gate_sum[l].defined()) s_->gate_sum[l].zero_();
     s_->n[l] = 0;
   }
 }
@@ -98,6 +102,11 @@ torch::Tensor HeadRouting::usage(int64_t layer) const {
   PARE_CHECK(routed(layer), "head routing: layer ", layer, " has no router");
   if (s_->n[layer] == 0) return torch::zeros_like(s_->counts[layer]);
   return s_->counts[layer] / double(s_->n[layer]);
+}
+torch::Tensor HeadRouting::mean_gate(int64_t layer) const {
+  PARE_CHECK(routed(layer), "head routing: layer ", layer, " has no router");
+  if (s_->n[layer] == 0) return torch::ones_like(s_->gate_sum[layer]);
+  return s_->gate_sum[layer] / double(s_->n[layer]);
 }
 int64_t HeadRouting::samples(int64_t layer) const {
   PARE_CHECK(routed(layer), "head routing: layer ", layer, " has no router");
@@ -112,7 +121,7 @@ torch::Tensor HeadRouting::take_balance_loss() {
   return out;
 }
 
-void HeadRouting::set_kept(const std::vector<std::vector<int64_t>>& kept) {
+void HeadRouting::set_kept(const std::vector<std::vector<int64_t>>& kept, bool mean_gates) {
   State& s = *s_;
   PARE_CHECK(int64_t(kept.size()) == s.L, "head routing: kept heads for ", kept.size(), " layers, the model has ", s.L);
   bool any = false;
@@ -122,11 +131,12 @@ void HeadRouting::set_kept(const std::vector<std::vector<int64_t>>& kept) {
       continue;
     }
     std::vector<float> mask(s.heads[l], 0.0f);
+    const torch::Tensor g = mean_gates ? mean_gate(l).contiguous() : torch::ones({s.heads[l]}, torch::kFloat64);
     for (size_t i = 0; i < kept[l].size(); ++i) {
       const int64_t h = kept[l][i];
       PARE_CHECK(h >= 0 && h < s.heads[l] && (i == 0 || h > kept[l][i - 1]), "head routing: layer ", l,
                  ": kept heads must be sorted, unique and below ", s.heads[l]);
-      mask[h] = 1.0f;
+      mask[h] = static_cast<float>(g[h].item<double>());
     }
     any = any || !kept[l].empty();
     s.kept_mask[l] = torch::tensor(mask);
@@ -185,6 +195,7 @@ void HeadRouting::attach(Model& m) const {
       torch::Tensor g = s.mode == RoutingMode::kBalance
                             ? pr * double(H)
                             : at::one_hot(pr.argmax(-1), H).to(pr.scalar_type()) + pr - pr.detach();
+      s.gate_sum[l] += g.detach().sum(0).to(torch::kFloat64);
       std::vector<int64_t> gs(c.dim(), 1);
       gs[0] = c.size(0);
       gs[c.dim() - 2] = H;
@@ -204,13 +215,15 @@ nlohmann::json HeadRouting::materialise(Model& m) const {
   for (int64_t l = 0; l < s.L; ++l) {
     if (!s.W[l].defined() || s.kept[l].empty()) continue;
     const int64_t H = s.heads[l], hd = s.head_dim[l];
-    if (s.A[l].defined()) {
+    {
       const std::string slot = blk(l) + "attn_o";
       PARE_CHECK(m.linear(slot).kind() == "dense", "head routing: ", slot, " is ", m.linear(slot).kind(),
-                 "; the expander folds only into a dense attn_o");
+                 "; the expander and the gates fold only into a dense attn_o");
       torch::Tensor& w = m.dense(slot).weight;  // [d, H·hd]
-      const torch::Tensor M = (torch::eye(hd, torch::kFloat64) + s.A[l].detach().to(torch::kFloat64)).t();
-      const torch::Tensor folded = at::matmul(w.detach().to(torch::kFloat64).view({w.size(0), H, hd}), M);
+      torch::Tensor M = torch::eye(hd, torch::kFloat64);
+      if (s.A[l].defined()) M = M + s.A[l].detach().to(torch::kFloat64);
+      torch::Tensor folded = at::matmul(w.detach().to(torch::kFloat64).view({w.size(0), H, hd}), M.t());
+      folded = folded * s.kept_mask[l].to(torch::kFloat64).view({1, H, 1});  // kept heads' gates; others go
       w.copy_(folded.reshape(w.sizes()).to(w.scalar_type()));
     }
     if (int64_t(s.kept[l].size()) < H) {

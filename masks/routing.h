@@ -13,9 +13,13 @@
 //     kBalance  g = H_l·p (soft; mean 1, so with zero routers the model is the dense one exactly);
 //     kTop1     g = onehot(argmax p) + p − stop_grad(p): the forward value is one head per sample
 //               (Top-1), the gradient reaches the router straight through p;
-//     kFixed    g = 1 for the kept heads, 0 for the others, the same for every sample (the deployed
-//               rule); a layer with no kept head is skipped whole (its input residual is restored
-//               at the next layer's input, so post-LN bert is skipped too, not only zeroed).
+//     kFixed    g_h = ḡ_h for the kept heads, 0 for the others, the same for every sample (the
+//               deployed rule): ḡ_h is head h's mean forward gate over the training samples since
+//               reset_usage() (Top-1: its usage share; soft: H·mean p_h; 1 before any sample), so a
+//               deployed layer computes the routed layer's expected output, not a sum of heads each
+//               at full weight that training never saw. A layer with no kept head is skipped whole
+//               (its input residual is restored at the next layer's input, so post-LN bert is
+//               skipped too, not only zeroed).
 // Usage: in kBalance and kTop1, every training forward adds each sample's argmax head to a
 // per-layer counter; usage(l)[h] = count / samples since reset_usage(), in [0, 1], summing to 1.
 // Balance loss (Switch Transformer, Fedus et al. 2021, eq. 4, per layer then averaged over the
@@ -58,19 +62,21 @@ class HeadRouting {
   // before any sample. InputError for a layer without a router.
   torch::Tensor usage(int64_t layer) const;
   int64_t samples(int64_t layer) const;
+  // [H_l] float64 mean forward gate of each head over the same samples (ones before any sample).
+  torch::Tensor mean_gate(int64_t layer) const;
   // Mean over the layers routed in the last training forward of H_l·Σ_h f_h·P_h (differentiable in
   // the routers); undefined when no forward ran in kBalance / kTop1 since the last call. Clears
   // the recorded probabilities.
   torch::Tensor take_balance_loss();
 
   // Kept heads per layer for kFixed and materialise() (sorted, unique, < H_l; an empty list skips
-  // the layer). InputError on a wrong number of layers or an index out of range, or when every
+  // the layer); their gates are the mean gates at this call (mean_gates false: 1). InputError on a wrong number of layers or an index out of range, or when every
   // layer would be skipped.
-  void set_kept(const std::vector<std::vector<int64_t>>& kept);
+  void set_kept(const std::vector<std::vector<int64_t>>& kept, bool mean_gates = true);
   const std::vector<std::vector<int64_t>>& kept() const;
 
-  // The deployed model, in place: folds each kept layer's expander into attn_o
-  // (W_o[:, h·hd:(h+1)·hd] ← W_o[:, h·hd:(h+1)·hd]·(I + A_l)ᵀ), deletes the heads not kept
+  // The deployed model, in place: folds each kept layer's expander and fixed gates into attn_o
+  // (W_o[:, h·hd:(h+1)·hd] ← g_h·W_o[:, h·hd:(h+1)·hd]·(I + A_l)ᵀ), deletes the heads not kept
   // (Rewriter::keep: Q/K/V rows and attn_o columns), removes both branches of every layer with no
   // head kept and then the layer itself (Rewriter::remove_layer, highest first). Returns what was
   // removed: {"heads": [{layer, kept, removed}], "layers": [original indices]}. The model's hooks

@@ -1,5 +1,6 @@
 #include "builtin.h"
 
+#include "drop_layers.h"
 #include "fine_tune.h"
 #include "gtsp.h"
 #include "prune_heads.h"
@@ -22,6 +23,7 @@ void register_builtin_passes() {
   register_gtsp(t);
   register_fine_tune(t);
   register_shrp(t);
+  register_drop_layers(t);
 }
 
 }  // namespace pare

@@ -21,6 +21,9 @@ struct ShrpOptions {
   double balance_weight = 0.01;  // weight of the Switch balance loss in stage 1
   bool expander = true;        // the shared expander on the heads' contexts
   double router_lr = 1e-3;     // peak learning rate of the routers and expanders
+  std::string stage2 = "top1";  // stage-2 forward: "top1" (one head per sample) or "soft" (H·p gates)
+  bool route_weights = false;   // the model's weights train in the routed phase too
+  std::string deploy_gates = "one";  // kept heads' gates at deployment: "one" or "mean" (stage-2 mean)
   FineTuneOptions tune;        // batch, lr, seed, limit_train of both phases; tune.epochs: epochs
                                // after pruning (fixed routing: the deployed model), >= 0
 };

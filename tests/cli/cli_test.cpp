@@ -569,6 +569,64 @@ TEST_F(PareCli, CompressGtspOnVitThenEvalTheSavedModel) {
   EXPECT_EQ(ej["params"], g["params"]);
 }
 
+// shrp on the tiny ViT (2 layers x 2 heads) with a validation split carved from train
+// (data.valid_images): keeping one head removes a layer; the fixed-routing phase picks its epoch on
+// the validation images and never reports test per epoch; the saved model evaluates in a fresh
+// process to the report's accuracy. Then drop-layers + fine-tune, and drop-layers' bad options.
+TEST_F(PareCli, ShrpAndDropLayersOnVitWithAValidationSplit) {
+  const fs::path recipe = write("shrp.yaml", "pipeline:\n  - pass: shrp\n    keep_heads: 1\n    route_epochs: 1\n"
+                                             "    epochs: 2\n    limit_train: 128\n    batch_size: 16\n"
+                                             "data:\n  valid_images: 200\n  valid_seed: 1\n"),
+                 out = dir_ / "out";
+  Proc c = pare(compress_args(model(), recipe, out));
+  SCOPED_TRACE(describe(c));
+  ASSERT_EQ(c.code, 0);
+  const json rep = json::parse(read_file(out / "report.json"));
+  const json& n = rep["stages"][1]["notes"];
+  EXPECT_EQ(n["final"]["layers"], 1) << n.dump();
+  EXPECT_EQ(n["final"]["heads"], 1);
+  EXPECT_EQ(rep["task"]["splits"]["valid"]["size"], 200);
+  for (const auto& e : n["fixed_phase"]["epochs_log"]) {
+    EXPECT_TRUE(e.contains("valid_accuracy")) << e.dump();
+    EXPECT_FALSE(e.contains("test_accuracy")) << "test is not looked at while choosing the epoch";
+  }
+  const fs::path eval_json = dir_ / "eval.json";
+  Proc e = pare({"eval", "--model", out.string(), "--limit", "500", "--latency-batches", "1", "--json",
+                 eval_json.string()});
+  SCOPED_TRACE(describe(e));
+  ASSERT_EQ(e.code, 0);
+  const json ej = json::parse(read_file(eval_json));
+  EXPECT_DOUBLE_EQ(ej["metrics"]["accuracy"].get<double>(), rep["stages"][1]["metrics"]["accuracy"].get<double>());
+  EXPECT_EQ(ej["params"], rep["stages"][1]["params"]);
+
+  const fs::path drop = write("drop.yaml", "pipeline:\n  - pass: drop-layers\n    keep: 1\n  - pass: fine-tune\n"
+                                           "    epochs: 1\n    limit_train: 64\n    batch_size: 16\n"),
+                 out2 = dir_ / "out2";
+  Proc d = pare(compress_args(model(), drop, out2));
+  SCOPED_TRACE(describe(d));
+  ASSERT_EQ(d.code, 0);
+  const json drep = json::parse(read_file(out2 / "report.json"));
+  EXPECT_EQ(drep["stages"][1]["notes"]["removed_layers"], json::array({1}));
+  EXPECT_EQ(drep["stages"][2]["notes"]["fine_tuning"]["steps"], 4);  // 64 images / 16
+  EXPECT_EQ(json::parse(read_file(out2 / "config.json"))["num_hidden_layers"], 1);
+
+  const std::vector<std::pair<std::string, std::vector<std::string>>> bad = {
+      {"    keep: 1\n    layers: [0]\n", {"drop-layers: give either layers", "not both"}},
+      {"    keep: 0\n", {"drop-layers: give either layers", "not neither"}},
+      {"    layers: [5]\n", {"drop-layers: layers: 5 outside [0, 2)"}},
+      {"    layers: [0, 1]\n", {"drop-layers: layers: every layer would go"}},
+      {"    keep: 2\n", {"drop-layers: keep 2: the model has 2 layers"}},
+  };
+  for (const auto& [opts, needles] : bad) {
+    const fs::path r = write("bad.yaml", "pipeline:\n  - pass: drop-layers\n" + opts);
+    std::vector<std::string> want = needles;
+    want.push_back("bad.yaml");
+    expect_rejected(compress_args(model(), r, dir_ / "bad_out"), want);
+  }
+  const fs::path big = write("bigvalid.yaml", "pipeline:\n  - pass: fine-tune\n    epochs: 1\ndata:\n  valid_images: 60000\n");
+  expect_rejected(compress_args(model(), big, dir_ / "bad_out"), {"/data/valid_images", "60000"});
+}
+
 // compress with GPTQ int4 -> save -> eval in a fresh process: the saved model holds uint8 codes,
 // is smaller, and evaluates to the report's accuracy.
 TEST_F(PareCli, CompressQuantizeThenEvalTheSavedModel) {

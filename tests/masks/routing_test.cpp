@@ -148,6 +148,37 @@ TEST(HeadRouting, FixedRoutingEqualsTheMaterialisedModelAndItsReload) {
   }
 }
 
+// Deployed gates = each kept head's mean stage-2 gate (Top-1: its usage share; soft: H·mean p):
+// the fixed model with those gates equals the materialised one, where they are folded into attn_o.
+TEST(HeadRouting, MeanGatesFoldIntoTheMaterialisedModel) {
+  for (RoutingMode train_mode : {RoutingMode::kTop1, RoutingMode::kBalance}) {
+    Model base = vit_model(3);
+    Model m = base.clone();
+    HeadRouting r(m, true);
+    randomise(r, 21);
+    r.attach(m);
+    r.set_mode(train_mode);
+    (void)m.forward(torch::randn({16, 1, 8, 8}));
+    const torch::Tensor g1 = r.mean_gate(1);
+    if (train_mode == RoutingMode::kTop1) {
+      EXPECT_TRUE(torch::allclose(g1, r.usage(1))) << "Top-1: the mean gate is the usage share";
+    } else {
+      EXPECT_NEAR(g1.sum().item<double>(), 4.0, 1e-5);  // H·Σ mean p = H
+    }
+    const std::vector<std::vector<int64_t>> kept = {{0, 1, 2, 3}, {}, {1, 2}};
+    r.set_kept(kept, /*mean_gates=*/true);
+    r.set_mode(RoutingMode::kFixed);
+    torch::NoGradGuard ng;
+    const torch::Tensor routed = m.forward(images());
+    Model deployed = base.clone();
+    r.materialise(deployed);
+    expect_close(deployed.forward(images()), routed, 2e-4);
+    // Gates of one give another model (the mean gates are not all 1).
+    r.set_kept(kept, false);
+    EXPECT_GT((m.forward(images()) - routed).abs().max().item<double>(), 1e-3);
+  }
+}
+
 TEST(HeadRouting, TopOneForwardIsTheArgmaxHeadAndTrainsTheRouter) {
   for (Model m : {vit_model(2), bert_model()}) {
     SCOPED_TRACE(m.config.family);
