@@ -32,10 +32,12 @@
 //    mode (kept heads on, empty layers skipped) up to float rounding (masks/routing.h; tested).
 //  - Variants kept as options because none won on the shipped ViT (keep 8 of 16 heads, seed 0,
 //    1 routed + 1 fixed epoch of 6,000 images; test accuracy after the fixed phase): the default
-//    (weights trained while routing, Top-1 stage 2, kept heads at gate 1) 79.1 (seed 1: 76.8);
-//    routers and expanders only (route_weights: false) 77.4; kept heads at their mean stage-2 gate
-//    (deploy_gates: mean) 77.4; soft stage 2 (stage2: soft) 71.1; balance_share 0.8 with frozen
-//    weights 68.2. Magnitude head pruning to the same 8 heads + the same fine-tuning: 85.4. The
+//    (only routers and expanders train while routing, Top-1 stage 2, kept heads at gate 1) 77.4;
+//    the model's weights trained while routing too (route_weights: true) 79.1 (seed 1: 76.8);
+//    weights trained and kept heads at their mean stage-2 gate (deploy_gates: mean) 77.4; soft
+//    stage 2 (stage2: soft, weights trained) 71.1; balance_share 0.8 68.2. The default keeps the
+//    trained weights from bending to one-head-per-sample routing that deployment never runs; the
+//    fixed phase tunes them for the heads that stay. Magnitude head pruning to the same 8 heads + the same fine-tuning: 85.4. The
 //    router's Top-1 usage picks the one best head per sample, which is not the best set of heads to
 //    keep (results/shrp.md).
 //
