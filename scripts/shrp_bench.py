@@ -231,6 +231,27 @@ def render(raw, out):
                 s = f"{statistics.mean(diffs):+.2f}" + (f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
                 L.append(f"- SHRP − prune-heads at {k} heads, paired by seed (test points): {s} "
                          f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
+        for k in (2, 1):
+            d_l = next((x for x in labels if x.startswith(f"drop-layers, bottom {k} kept")), None)
+            for a_l in [x for x in labels if x.startswith("SHRP keep_heads")]:
+                if d_l and abs(mean(rows[a_l], "encoder_params") / mean(rows[d_l], "encoder_params") - 1) < 0.35 and \
+                        mean(rows[a_l], "encoder_params") <= mean(rows[d_l], "encoder_params"):
+                    diffs = [100 * (x["metric"] - y["metric"]) for x, y in zip(rows[a_l], rows[d_l])]
+                    s = f"{statistics.mean(diffs):+.2f}" + (f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
+                    L.append(f"- {a_l} − drop-layers keeping {k} (encoder params {mean(rows[a_l], 'encoder_params'):,.0f} vs "
+                             f"{mean(rows[d_l], 'encoder_params'):,.0f}), paired by seed (test points): {s}.")
+        L.append("")
+        L.append("Against the issue's target (≥ 93% of the dense model's accuracy with ≥ 45% fewer encoder parameters; the "
+                 "dense model is the one fine-tuned for the same steps):")
+        L.append("")
+        for label in [x for x in labels if x.startswith("SHRP")]:
+            rs = rows[label]
+            red = 1 - mean(rs, "encoder_params") / base["base_encoder_params"]
+            red_total = 1 - mean(rs, "params") / base["base_params"]
+            ratio = mean(rs, "metric") / d_acc
+            met = ratio >= 0.93 and red >= 0.45
+            L.append(f"- {label}: {100 * ratio:.1f}% of dense accuracy, {100 * red:.0f}% fewer encoder params "
+                     f"({100 * red_total:.0f}% fewer in all): {'**met**' if met else '**not met**'}.")
         L.append("")
         # Usage of the seed-0 SHRP runs: which heads were kept.
         for label in labels:

@@ -627,6 +627,62 @@ TEST_F(PareCli, ShrpAndDropLayersOnVitWithAValidationSplit) {
   expect_rejected(compress_args(model(), big, dir_ / "bad_out"), {"/data/valid_images", "60000"});
 }
 
+// report.json without what may differ between two identical runs: timings and memory readings
+// (keys naming seconds, latency, throughput, elapsed, rss) and the output folder's path.
+json without_timings(const json& j, const std::string& out) {
+  if (j.is_object()) {
+    json r = json::object();
+    for (const auto& [k, v] : j.items()) {
+      if (contains(k, "second") || contains(k, "latency") || contains(k, "throughput") || contains(k, "elapsed") ||
+          contains(k, "rss"))
+        continue;
+      r[k] = without_timings(v, out);
+    }
+    return r;
+  }
+  if (j.is_array()) {
+    json r = json::array();
+    for (const auto& v : j) r.push_back(without_timings(v, out));
+    return r;
+  }
+  if (j.is_string() && contains(j.get<std::string>(), out)) return "OUT";
+  return j;
+}
+
+// Determinism (issue 25 item 4): the same recipe, inputs and thread count (2) give byte-identical
+// model.safetensors and config.json, and report.json identical except timings, for the
+// post-training passes and the training-time ones with a fixed seed.
+TEST_F(PareCli, SameRecipeSameBytes) {
+  const std::vector<std::pair<std::string, std::string>> recipes = {
+      {"slicegpt", "  - pass: slicegpt\n    slicing: 0.25\n"},
+      {"gptq", "  - pass: quantize\n    bits: 4\n    group_size: 32\n"},
+      {"zero-tprune", "  - pass: zero-tprune\n    layers: [0]\n    keep_rate: 0.7\n"},
+      {"prune-heads", "  - pass: prune-heads\n    sparsity: 0.5\n"},
+      {"gtsp", "  - pass: gtsp\n    nodes: true\n    heads: true\n    target_flops: 0.7\n    epochs: 1\n"
+               "    limit_train: 64\n    batch_size: 16\n    seed: 3\n"},
+      {"shrp", "  - pass: shrp\n    keep_heads: 2\n    route_epochs: 1\n    epochs: 1\n    limit_train: 64\n"
+               "    batch_size: 16\n    seed: 3\n"},
+      {"drop-layers+fine-tune", "  - pass: drop-layers\n    keep: 1\n  - pass: fine-tune\n    epochs: 1\n"
+                                "    limit_train: 64\n    batch_size: 16\n    seed: 3\n"},
+  };
+  for (const auto& [name, stages] : recipes) {
+    SCOPED_TRACE(name);
+    const fs::path recipe = write(name + ".yaml", "pipeline:\n" + stages);
+    std::vector<fs::path> outs;
+    for (int run = 0; run < 2; ++run) {
+      outs.push_back(dir_ / (name + "-" + std::to_string(run)));
+      Proc c = pare(compress_args(model(), recipe, outs.back()));
+      ASSERT_EQ(c.code, 0) << describe(c);
+    }
+    EXPECT_TRUE(read_file(outs[0] / "model.safetensors") == read_file(outs[1] / "model.safetensors"))
+        << "model.safetensors differs";
+    EXPECT_EQ(read_file(outs[0] / "config.json"), read_file(outs[1] / "config.json"));
+    const json a = without_timings(json::parse(read_file(outs[0] / "report.json")), outs[0].string());
+    const json b = without_timings(json::parse(read_file(outs[1] / "report.json")), outs[1].string());
+    EXPECT_EQ(a, b) << json::diff(a, b).dump(1);
+  }
+}
+
 // compress with GPTQ int4 -> save -> eval in a fresh process: the saved model holds uint8 codes,
 // is smaller, and evaluates to the report's accuracy.
 TEST_F(PareCli, CompressQuantizeThenEvalTheSavedModel) {
