@@ -182,6 +182,8 @@ def render(raw, out):
          "  classifier are the rest (bert-sst2: embeddings are 49% of the total).",
          "- Throughput: fresh `pare eval` runs of each seed-0 model alternating with the dense model (median of 3);",
          "  bert: sentences/s over SST-2 dev at batch 128 (packed forward); vit: images/s from the median latency at batch 256.",
+         "  Short runs: the dense fine-tuned model and the shipped one have the same shapes, and their figures differ by up to",
+         "  10% (bert dense runs spread 1,796-2,582/s), so read throughput ratios as ±10%; FLOPs are exact.",
          ""]
     for model, rows in raw.items():
         m = MODELS[model]
@@ -231,15 +233,16 @@ def render(raw, out):
                 s = f"{statistics.mean(diffs):+.2f}" + (f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
                 L.append(f"- SHRP − prune-heads at {k} heads, paired by seed (test points): {s} "
                          f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
-        for k in (2, 1):
+        # The deepest SHRP levels against top-layer dropping at about the same depth.
+        for lv, k in ((4, 2), (1, 1)):
+            a_l = f"SHRP keep_heads {lv}"
             d_l = next((x for x in labels if x.startswith(f"drop-layers, bottom {k} kept")), None)
-            for a_l in [x for x in labels if x.startswith("SHRP keep_heads")]:
-                if d_l and abs(mean(rows[a_l], "encoder_params") / mean(rows[d_l], "encoder_params") - 1) < 0.35 and \
-                        mean(rows[a_l], "encoder_params") <= mean(rows[d_l], "encoder_params"):
-                    diffs = [100 * (x["metric"] - y["metric"]) for x, y in zip(rows[a_l], rows[d_l])]
-                    s = f"{statistics.mean(diffs):+.2f}" + (f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
-                    L.append(f"- {a_l} − drop-layers keeping {k} (encoder params {mean(rows[a_l], 'encoder_params'):,.0f} vs "
-                             f"{mean(rows[d_l], 'encoder_params'):,.0f}), paired by seed (test points): {s}.")
+            if a_l in rows and d_l:
+                diffs = [100 * (x["metric"] - y["metric"]) for x, y in zip(rows[a_l], rows[d_l])]
+                s = f"{statistics.mean(diffs):+.2f}" + (f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")
+                L.append(f"- {a_l} − drop-layers keeping {k} (encoder params {mean(rows[a_l], 'encoder_params'):,.0f} vs "
+                         f"{mean(rows[d_l], 'encoder_params'):,.0f}), paired by seed (test points): {s} "
+                         f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)}).")
         L.append("")
         L.append("Against the issue's target (≥ 93% of the dense model's accuracy with ≥ 45% fewer encoder parameters; the "
                  "dense model is the one fine-tuned for the same steps):")

@@ -77,11 +77,14 @@ class ImageClassification : public Task {
                                     : std::string());
   }
   nlohmann::json describe() const override {
+    nlohmann::json splits = {{"test", {{"split", "t10k"}, {"size", test_.size()}}},
+                             {"train", {{"split", "train"}, {"used_for", "training and calibration"}}}};
+    if (valid_images_ > 0)
+      splits["valid"] = {{"carved_from", "train"}, {"size", valid_images_}, {"seed", valid_seed_},
+                         {"used_for", "choosing the best fine-tuning epoch"}};
     return {{"name", name()},
             {"data", dir_},
-            {"splits", {{"test", {{"split", "t10k"}, {"size", test_.size()}}},
-                        {"train", {{"split", "train"}, {"used_for", "training and calibration"}}},
-                        {"valid", {{"carved_from", "train"}, {"size", valid_images_}, {"seed", valid_seed_}}}}},
+            {"splits", splits},
             {"calibration", {{"samples", calib_samples_}, {"seed", calib_seed_},
                              {"drawn", "without replacement from the train split"}}}};
   }
