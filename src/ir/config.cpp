@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <type_traits>
 
@@ -241,10 +242,23 @@ void get(const nlohmann::json& j, const char* key, T& out, const std::string& sr
          const char* expected) {
   if (!j.contains(key)) return;
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    // nlohmann's get<int> truncates 31.7 to 31: a checkpoint's integers must be integers.
+    // nlohmann's get<int> truncates 31.7 to 31, and converting a float beyond T's range is
+    // undefined behaviour (fuzz_config_json found 3.2e39): a checkpoint's integers must be
+    // integers that fit.
     const nlohmann::json& v = j.at(key);
-    if (v.is_number_float() && v.get<double>() != std::floor(v.get<double>()))
-      throw InputError(concat(src, ": ", key, ": expected ", expected, ", got ", v.dump()));
+    using L = std::numeric_limits<T>;
+    const double top = std::ldexp(1.0, L::digits);  // 2^63 for int64_t: the first value past max()
+    bool fits = true;
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      fits = d == std::floor(d) && d >= (L::is_signed ? -top : 0.0) && d < top;
+    } else if (v.is_number_unsigned()) {
+      fits = v.get<uint64_t>() <= static_cast<uint64_t>(L::max());
+    } else if (v.is_number_integer()) {
+      const int64_t x = v.get<int64_t>();
+      fits = L::is_signed ? (x >= static_cast<int64_t>(L::min()) && x <= static_cast<int64_t>(L::max())) : x >= 0;
+    }
+    if (!fits) throw InputError(concat(src, ": ", key, ": expected ", expected, ", got ", v.dump()));
   }
   try {
     out = j.at(key).get<T>();

@@ -12,6 +12,7 @@
 
 #include "families/checkpoint.h"
 #include "io/gguf.h"
+#include "ir/config.h"
 #include "io/llama2c.h"
 #include "test_util.h"
 
@@ -82,6 +83,23 @@ TEST(UntrustedSizes, Llama2cHugeDimensions) {
   pare_test::write_bytes(p, le<int32_t>(64) + le<int32_t>(128) + le<int32_t>(2) + le<int32_t>(4) + le<int32_t>(4) +
                                 le<int32_t>(1 << 30) + le<int32_t>(256) + std::string(64, '\0'));
   EXPECT_INPUT_ERROR(read_llama2c(p), HasSubstr(p));
+}
+
+// fuzz_config_json's first finding (fuzz/regressions/config_json/): an integer field holding a
+// float beyond int64_t (3.2e39) was converted with undefined behaviour; now refused by name, as
+// are integers beyond the field's type.
+TEST(UntrustedSizes, ConfigIntegersBeyondTheirType) {
+  const nlohmann::json base = nlohmann::json::parse(pare_test::read_bytes(pare_test::fixture("tiny_vit/config.json")));
+  for (const char* bad : {"3244444444444444444444444444444444444444", "-1e300", "9.3e18", "18446744073709551615"}) {
+    nlohmann::json j = base;
+    j["intermediate_size"] = nlohmann::json::parse(bad);
+    EXPECT_INPUT_ERROR(config_from_json(j, "x/config.json"),
+                       AllOf(HasSubstr("x/config.json"), HasSubstr("intermediate_size: expected")))
+        << bad;
+  }
+  nlohmann::json j = base;
+  j["intermediate_size"] = 64.0;  // an integral float that fits is the integer it holds
+  EXPECT_EQ(config_from_json(j, "x/config.json").intermediate_size, 64);
 }
 
 }  // namespace
