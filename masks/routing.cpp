@@ -12,7 +12,7 @@ namespace pare::masks {
 struct HeadRouting::State {
   RoutingMode mode = RoutingMode::kBalance;
   int64_t L = 0;
-  std::vector<int64_t> heads, head_dim, width;
+  std::vector<int64_t> heads, head_dim;
   std::vector<torch::Tensor> W, b, A;       // undefined where the layer has no router / expander
   std::vector<torch::Tensor> counts;        // [H_l] float64 argmax counts
   std::vector<torch::Tensor> gate_sum;      // [H_l] float64 sum of the gates' forward values
@@ -36,7 +36,6 @@ HeadRouting::HeadRouting(const Model& m, bool expander) : s_(std::make_shared<St
   s.L = c.num_hidden_layers;
   s.heads.assign(s.L, 0);
   s.head_dim.assign(s.L, 0);
-  s.width.assign(s.L, 0);
   s.W.resize(s.L);
   s.b.resize(s.L);
   s.A.resize(s.L);
@@ -54,7 +53,6 @@ HeadRouting::HeadRouting(const Model& m, bool expander) : s_(std::make_shared<St
     ++routed;
     s.heads[l] = d.heads;
     s.head_dim[l] = d.head_dim;
-    s.width[l] = d.attn_in;
     s.W[l] = torch::zeros({d.heads, d.attn_in}).requires_grad_(true);
     s.b[l] = torch::zeros({d.heads}).requires_grad_(true);
     if (expander) s.A[l] = torch::zeros({d.head_dim, d.head_dim}).requires_grad_(true);

@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from gtsp_bench import agg  # mean ± sample std of a key over seeds
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D = os.path.join(ROOT, "..", "shared", "data")
 PARE = os.path.join(ROOT, "build/cli/pare")
@@ -139,15 +141,6 @@ def speed(model_dir, model, threads, tmp):
     return 256 / json.load(open(js))["latency_ms_median"]["256"] * 1000
 
 
-def agg(rows, key, scale=100.0):
-    v = [r[key] * scale for r in rows if r.get(key) is not None]
-    if not v:
-        return "-"
-    if len(v) == 1:
-        return f"{v[0]:.2f}"
-    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}"
-
-
 def mean(rows, key):
     v = [r[key] for r in rows if r.get(key) is not None]
     return statistics.mean(v) if v else None
@@ -213,10 +206,10 @@ def render(raw, out):
             enc = mean(rs, "encoder_params")
             fl = mean(rs, "flops")
             thr = f"{statistics.median(sp[label]):.0f} ({statistics.median(sp[label]) / sp_dense:.2f}×)" if sp.get(label) and sp_dense else "-"
-            cells = [label, agg(rs, "metric")]
+            cells = [label, agg(rs, "metric", 100.0)]
             if extra:
-                cells.append(agg(rs, f"{extra}_metric"))
-            cells += [agg(rs, "valid"), f"{mean(rs, 'params'):,.0f}",
+                cells.append(agg(rs, f"{extra}_metric", 100.0))
+            cells += [agg(rs, "valid", 100.0), f"{mean(rs, 'params'):,.0f}",
                       f"{enc:,.0f} ({enc / base['base_encoder_params']:.2f})",
                       f"{fl / 1e6:.2f} M ({fl / base['base_flops']:.2f})", thr, layers_heads(rs[0]),
                       f"{100 * mean(rs, 'metric') / d_acc:.1f}%"]
